@@ -1,0 +1,7 @@
+"""Training losses, registered in ``restorekit.registry.LOSSES``.
+
+Registration is explicit: every loss module is imported here, so ``LOSSES.build`` finds a loss
+whatever its file is called. Add one import line per new module.
+"""
+
+from restorekit.losses import pixel  # noqa: F401  (registers L1Loss, MSELoss, CharbonnierLoss)
