@@ -1,0 +1,50 @@
+"""Data: image I/O, paired transforms, datasets, LMDB stores, prefetchers, degradations.
+
+Importing this package registers its datasets in ``restorekit.registry.DATASETS`` (explicit
+imports, never a folder scan).
+"""
+
+from restorekit.data import datasets  # noqa: F401  (registers PairedImageDataset, BicubicDataset)
+from restorekit.data.datasets import BicubicDataset, PairedImageDataset
+from restorekit.data.degradations import imresize
+from restorekit.data.io import (
+    IMG_EXTENSIONS,
+    ImageInfo,
+    UnreadableImageError,
+    imfrombytes,
+    img2tensor,
+    read_image,
+    read_image_full,
+    scan_images,
+    tensor2img,
+    write_image,
+)
+from restorekit.data.lmdb_io import LmdbReader, make_lmdb
+from restorekit.data.prefetch import CPUPrefetcher, CUDAPrefetcher, move_to
+from restorekit.data.sample import make_sample_dataset
+from restorekit.data.transforms import augment, mod_crop, paired_random_crop
+
+__all__ = [
+    "IMG_EXTENSIONS",
+    "BicubicDataset",
+    "CPUPrefetcher",
+    "CUDAPrefetcher",
+    "ImageInfo",
+    "LmdbReader",
+    "PairedImageDataset",
+    "UnreadableImageError",
+    "augment",
+    "imfrombytes",
+    "img2tensor",
+    "imresize",
+    "make_lmdb",
+    "make_sample_dataset",
+    "mod_crop",
+    "move_to",
+    "paired_random_crop",
+    "read_image",
+    "read_image_full",
+    "scan_images",
+    "tensor2img",
+    "write_image",
+]

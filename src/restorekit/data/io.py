@@ -1,0 +1,225 @@
+"""Image files in and out: one convention for the whole toolkit.
+
+Everything inside restorekit works on **float32 HWC RGB in [0, 1]** (numpy) or CHW tensors of the
+same range. Files are decoded with ``cv2.imdecode`` from bytes read by ``np.fromfile`` instead of
+``cv2.imread`` because ``imread`` cannot open non-ASCII paths on Windows, and because the same
+decoder then serves LMDB values (``imfrombytes``). OpenCV's BGR order is turned into RGB here,
+once, so no other module ever has to think about it (a classic source of swapped-channel bugs).
+
+Bad files fail with a one-line ``DataError`` naming the path and what is wrong; unreadable files
+raise the subclass ``UnreadableImageError`` so datasets can choose to skip exactly those.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from restorekit.errors import DataError
+
+# Extensions OpenCV decodes out of the box (BasicSR's list plus WEBP); matched case-insensitively.
+IMG_EXTENSIONS: tuple[str, ...] = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+)
+
+# Extensions that can hold 16 bits per sample when writing.
+_SIXTEEN_BIT_EXTENSIONS = (".png", ".tif", ".tiff")
+
+PathLike = str | os.PathLike
+
+
+class UnreadableImageError(DataError):
+    """A file exists but cannot be decoded (empty, truncated, not an image)."""
+
+
+@dataclass
+class ImageInfo:
+    """A decoded image with what was learned about the file while decoding it.
+
+    ``img`` is float32 HWC in [0, 1], channels RGB, RGBA, or a single gray channel.
+    ``bit_depth`` is 8 or 16 for integer files and 32 for floating-point TIFFs (kept as stored).
+    """
+
+    img: np.ndarray
+    bit_depth: int
+    has_alpha: bool
+    is_gray: bool
+
+
+def is_image_file(path: PathLike) -> bool:
+    """True when the file name ends with one of ``IMG_EXTENSIONS`` (any case)."""
+    return os.fspath(path).lower().endswith(IMG_EXTENSIONS)
+
+
+def decode_image(buf: bytes | np.ndarray, name: str = "<bytes>") -> ImageInfo:
+    """Decode encoded image bytes (PNG, JPEG, TIFF, ...) into an ``ImageInfo``.
+
+    ``name`` only appears in error messages (a path or an LMDB key).
+    """
+    data = np.frombuffer(buf, dtype=np.uint8) if isinstance(buf, bytes | bytearray | memoryview) else buf
+    if data.size == 0:
+        raise UnreadableImageError(f"{name}: is empty (0 bytes)")
+    try:
+        raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        raw = None
+    if raw is None:
+        raise UnreadableImageError(
+            f"{name}: is not a readable image (truncated, corrupt or not an image format OpenCV decodes)"
+        )
+    return _to_info(raw, name)
+
+
+def _to_info(raw: np.ndarray, name: str) -> ImageInfo:
+    """Normalise a decoded OpenCV array to float32 RGB(A)/gray HWC in [0, 1]."""
+    if raw.dtype == np.uint8:
+        bit_depth, img = 8, raw.astype(np.float32) / 255.0
+    elif raw.dtype == np.uint16:
+        bit_depth, img = 16, raw.astype(np.float32) / 65535.0
+    elif raw.dtype in (np.float32, np.float64):
+        bit_depth, img = 32, raw.astype(np.float32)
+    else:
+        raise UnreadableImageError(f"{name}: has unsupported sample type {raw.dtype} (expected 8/16-bit)")
+    if img.ndim == 2:
+        img = img[:, :, None]
+    channels = img.shape[2]
+    if channels == 1:
+        return ImageInfo(np.ascontiguousarray(img), bit_depth, has_alpha=False, is_gray=True)
+    if channels == 2:  # gray + alpha (rare: OpenCV usually expands it to BGRA)
+        return ImageInfo(np.ascontiguousarray(img), bit_depth, has_alpha=True, is_gray=True)
+    if channels == 3:
+        return ImageInfo(np.ascontiguousarray(img[:, :, ::-1]), bit_depth, has_alpha=False, is_gray=False)
+    if channels == 4:
+        rgba = img[:, :, [2, 1, 0, 3]]
+        return ImageInfo(np.ascontiguousarray(rgba), bit_depth, has_alpha=True, is_gray=False)
+    raise UnreadableImageError(f"{name}: has {channels} channels (expected 1, 3 or 4)")
+
+
+def _read_bytes(path: PathLike) -> np.ndarray:
+    p = Path(path)
+    if not p.exists():
+        raise UnreadableImageError(f"{p}: does not exist")
+    if p.is_dir():
+        raise UnreadableImageError(f"{p}: is a folder, not an image file")
+    try:
+        return np.fromfile(p, dtype=np.uint8)  # works for non-ASCII paths, unlike cv2.imread
+    except OSError as exc:
+        raise UnreadableImageError(f"{p}: cannot be read ({exc.strerror or exc})") from None
+
+
+def read_image_full(path: PathLike) -> ImageInfo:
+    """Read an image file keeping alpha, bit depth and gray-ness (see ``ImageInfo``)."""
+    return decode_image(_read_bytes(path), str(path))
+
+
+def _drop_alpha(info: ImageInfo) -> np.ndarray:
+    if info.has_alpha:
+        return np.ascontiguousarray(info.img[:, :, :-1])
+    return info.img
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """Read an image as float32 HWC in [0, 1]: RGB, or one channel for gray; alpha is dropped."""
+    return _drop_alpha(read_image_full(path))
+
+
+def imfrombytes(buf: bytes | np.ndarray, name: str = "<bytes>") -> np.ndarray:
+    """Like ``read_image`` for encoded bytes (LMDB values); ``name`` is used in errors."""
+    return _drop_alpha(decode_image(buf, name))
+
+
+def _quantise(img: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Float [0, 1] → integer samples; ``np.round`` rounds half to even, as BasicSR's tensor2img."""
+    if np.issubdtype(img.dtype, np.integer):
+        maxval = 255.0 if img.dtype == np.uint8 else 65535.0
+        img = img.astype(np.float32) / maxval
+    top = 255.0 if bit_depth == 8 else 65535.0
+    out = np.round(np.clip(img.astype(np.float32), 0.0, 1.0) * top)
+    return out.astype(np.uint8 if bit_depth == 8 else np.uint16)
+
+
+def write_image(path: PathLike, img: np.ndarray, bit_depth: int = 8) -> Path:
+    """Write float HWC (or HW) RGB/RGBA/gray in [0, 1] to ``path``; returns the path written.
+
+    Values are clipped to [0, 1] and rounded half-to-even. The parent folder is created, and the
+    file is written to a temporary name and renamed so an interrupted run never leaves a half
+    file that a later "skip if it exists" check would trust. 16-bit needs PNG or TIFF.
+    """
+    p = Path(path)
+    ext = p.suffix.lower()
+    if ext not in IMG_EXTENSIONS:
+        raise DataError(f"{p}: unknown image extension {p.suffix!r}; use one of {', '.join(IMG_EXTENSIONS)}")
+    if bit_depth not in (8, 16):
+        raise DataError(f"{p}: bit_depth must be 8 or 16, got {bit_depth}")
+    if bit_depth == 16 and ext not in _SIXTEEN_BIT_EXTENSIONS:
+        raise DataError(f"{p}: 16-bit output needs .png or .tif, not {ext}")
+    arr = np.asarray(img)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        raise DataError(f"{p}: cannot write an array of shape {arr.shape} (expected HW, HW1, HW3 or HW4)")
+    q = _quantise(arr, bit_depth)
+    if q.shape[2] == 3:
+        q = q[:, :, ::-1]
+    elif q.shape[2] == 4:
+        q = q[:, :, [2, 1, 0, 3]]
+    ok, encoded = cv2.imencode(ext, np.ascontiguousarray(q))
+    if not ok:
+        raise DataError(f"{p}: OpenCV could not encode the image as {ext}")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
+    encoded.tofile(tmp)
+    os.replace(tmp, p)
+    return p
+
+
+def scan_images(folder: PathLike, recursive: bool = False) -> list[Path]:
+    """Image files in ``folder`` sorted by path; an error names the folder and the extensions.
+
+    Hidden files (``.name``) are ignored: they are editor or OS leftovers, never data.
+    """
+    root = Path(folder)
+    if not root.exists():
+        raise DataError(f"{root}: image folder does not exist")
+    if not root.is_dir():
+        raise DataError(f"{root}: is a file, expected a folder of images")
+    pattern = root.rglob("*") if recursive else root.iterdir()
+    found = sorted(p for p in pattern if p.is_file() and not p.name.startswith(".") and is_image_file(p))
+    if not found:
+        raise DataError(f"{root}: no images found (looked for {', '.join(IMG_EXTENSIONS)})")
+    return found
+
+
+def img2tensor(img: np.ndarray) -> torch.Tensor:
+    """HWC (or HW) numpy image → CHW float32 tensor sharing nothing with the input."""
+    arr = np.asarray(img)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3:
+        raise ValueError(f"img2tensor expects an HWC image, got shape {arr.shape}")
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32))
+
+
+def tensor2img(t: torch.Tensor) -> np.ndarray:
+    """CHW (or 1CHW) tensor → HWC float32 numpy, clamped to [0, 1] as image writers expect."""
+    if t.ndim == 4:
+        if t.shape[0] != 1:
+            raise ValueError(f"tensor2img expects one image, got a batch of {t.shape[0]}")
+        t = t[0]
+    if t.ndim != 3:
+        raise ValueError(f"tensor2img expects a CHW tensor, got shape {tuple(t.shape)}")
+    arr = t.detach().float().clamp(0, 1).cpu().numpy()
+    return np.ascontiguousarray(arr.transpose(1, 2, 0))
