@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Create .venv with the pinned CPU build of torch and restorekit installed editable with its dev
+# extras. Idempotent: a second run only re-checks the installs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+python -m pip install -q "torch==2.13.0"
+python -m pip install -q -e ".[dev]"

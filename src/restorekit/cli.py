@@ -1,0 +1,261 @@
+"""The ``restorekit`` command line: train | validate | infer | data | config | metrics.
+
+Every user error (a config key, a file, a value) is a ``RestorekitError`` that is printed as one
+line, ``error: ...``, with exit status 2; ``--debug`` shows the traceback instead. Heavy modules
+are imported inside the commands so ``restorekit --help`` and ``config schema`` start instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from restorekit.errors import ConfigError, RestorekitError
+
+if TYPE_CHECKING:
+    from restorekit.config import Config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except RestorekitError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="restorekit", description=__doc__.splitlines()[0])
+    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train from a YAML config")
+    t.add_argument("-c", "--config", required=True, help="YAML config file")
+    t.add_argument("overrides", nargs="*", metavar="key.path=value", help="config overrides")
+    t.add_argument("--resume", metavar="auto|PATH", help="continue the newest (auto) or a given checkpoint")
+    t.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    t.add_argument("--nproc", type=int, help="run N processes with torchrun (DDP) on this machine")
+    t.set_defaults(func=cmd_train)
+
+    v = sub.add_parser("validate", help="evaluate weights on the config's validation sets")
+    v.add_argument("-c", "--config", required=True)
+    v.add_argument("overrides", nargs="*", metavar="key.path=value")
+    v.add_argument("--weights", required=True, help=".safetensors / .pth file or a checkpoint folder")
+    v.add_argument("--baseline", choices=["bicubic"], help="also evaluate a non-learned baseline")
+    v.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    v.set_defaults(func=cmd_validate)
+
+    i = sub.add_parser("infer", help="restore / upscale an image or a folder")
+    i.add_argument("--weights", required=True, help="exported .safetensors or official .pth")
+    i.add_argument("-i", "--input", required=True, help="image file or folder")
+    i.add_argument("-o", "--output", required=True, help="output file (for one image) or folder")
+    i.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    i.set_defaults(func=cmd_infer)
+
+    d = sub.add_parser("data", help="data set tools").add_subparsers(metavar="ACTION")
+    lm = d.add_parser("make-lmdb", help="pack a folder of images into an LMDB (BasicSR layout)")
+    lm.add_argument("folder")
+    lm.add_argument("lmdb_path")
+    lm.add_argument("--compress-level", type=int, default=1)
+    lm.set_defaults(func=cmd_make_lmdb)
+    ms = d.add_parser("make-sample", help="build the bundled sample data set from scikit-image's images")
+    ms.add_argument("--root", default="datasets/sample")
+    ms.set_defaults(func=cmd_make_sample)
+
+    c = sub.add_parser("config", help="config tools").add_subparsers(metavar="ACTION")
+    cs = c.add_parser("schema", help="print the JSON schema of the config (for editors)")
+    cs.set_defaults(func=cmd_schema)
+    ci = c.add_parser("import-basicsr", help="convert a BasicSR option file into a restorekit config")
+    ci.add_argument("option")
+    ci.add_argument("-o", "--output", required=True)
+    ci.add_argument("--overwrite", action="store_true")
+    ci.set_defaults(func=cmd_import_basicsr)
+    return p
+
+
+# --------------------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace) -> int:
+    from restorekit.config import dump_config, load_config
+
+    if args.nproc:
+        return _launch_torchrun(args.nproc)
+    cfg = load_config(args.config, args.overrides)
+    _check_parts(cfg, args.config)
+    if args.dry_run:
+        print(dump_config(cfg), end="")
+        return 0
+    if cfg.train is None or cfg.data.train is None:
+        raise RestorekitError(f"{args.config}: train and data.train: both sections are needed to train")
+
+    from restorekit.engine.distributed import cleanup, init_distributed
+    from restorekit.engine.trainer import Trainer, find_resume
+
+    run_dir = Path(cfg.experiments_root) / cfg.name
+    info = init_distributed("cuda" if _wants_cuda(cfg.device) else "cpu")
+    try:
+        resume = find_resume(run_dir, args.resume)
+        if args.resume is None and run_dir.exists() and any(run_dir.iterdir()):
+            raise RestorekitError(
+                f"{run_dir}: experiment folder already exists; continue it with --resume auto, "
+                f"or start a new run with another name (name=NEW)"
+            )
+        if info.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+        Trainer(cfg, run_dir, resume=resume, info=info).fit()
+    finally:
+        cleanup(info)
+    return 0
+
+
+def _wants_cuda(device: str) -> bool:
+    import torch
+
+    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
+
+
+def _launch_torchrun(nproc: int) -> int:
+    """``restorekit train --nproc N ...`` → ``torchrun --nproc_per_node N -m restorekit train ...``."""
+    import subprocess
+
+    argv = list(sys.argv[1:])
+    i = argv.index("--nproc")
+    del argv[i : i + 2]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    cmd += ["-m", "restorekit", *argv]
+    return subprocess.call(cmd)
+
+
+def _check_parts(cfg: Config, source: str) -> None:
+    """Config-time checks of every named part (task, network, losses, datasets, metrics)."""
+    import restorekit.archs
+    import restorekit.data
+    import restorekit.losses
+    import restorekit.tasks  # noqa: F401  (registration)
+    from restorekit.engine.validation import check_val_sets
+    from restorekit.registry import DATASETS, TASKS
+
+    try:
+        TASKS.get(cfg.task, "task").check_config(cfg)
+        if cfg.data.train is not None:
+            DATASETS.check(cfg.data.train.dataset, "data.train.dataset", scale=cfg.scale)
+        check_val_sets(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+# --------------------------------------------------------------------------- validate
+def cmd_validate(args: argparse.Namespace) -> int:
+    import torch
+
+    from restorekit.config import load_config
+    from restorekit.engine.distributed import cleanup, init_distributed
+    from restorekit.engine.trainer import pick_device
+    from restorekit.engine.validation import build_val_sets, evaluate, format_table
+    from restorekit.registry import TASKS
+
+    cfg = load_config(args.config, args.overrides)
+    _check_parts(cfg, args.config)
+    if not cfg.data.val:
+        raise ConfigError(f"{args.config}: data.val: no validation sets to evaluate")
+    cfg = cfg.model_copy(update={"train": None, "pretrained": None})
+    info = init_distributed("cuda" if _wants_cuda(cfg.device) else "cpu")
+    try:
+        device = pick_device(cfg.device, info)
+        task = TASKS.get(cfg.task, "task")(cfg, device)
+        load_into(task.networks["net_g"], args.weights)
+        task.train(False)
+        results: dict[str, dict[str, float]] = {}
+        for vset in build_val_sets(cfg):
+            with torch.inference_mode():
+                results[vset.name] = evaluate(task.eval_step, vset, device, info).means
+                if args.baseline:
+                    step = lambda b: task.baseline_step(b, args.baseline)  # noqa: E731
+                    results[f"{vset.name}/{args.baseline}"] = evaluate(step, vset, device, info).means
+    finally:
+        cleanup(info)
+    if info.is_main:
+        print(json.dumps(results) if args.json else format_table(results))
+    return 0
+
+
+def load_into(net: object, weights: str) -> None:
+    """Load a weights file (or a checkpoint folder: its EMA weights if any) into ``net``."""
+    from restorekit.archs.detect import load_weights_file
+    from restorekit.errors import WeightsError
+
+    path = Path(weights)
+    if path.is_dir():
+        candidates = [path / "net_g_ema.safetensors", path / "net_g.safetensors"]
+        found = [c for c in candidates if c.is_file()]
+        if not found:
+            raise WeightsError(f"{path}: folder has neither net_g_ema.safetensors nor net_g.safetensors")
+        path = found[0]
+    state = load_weights_file(path)
+    result = net.load_state_dict(state, strict=False)  # type: ignore[attr-defined]
+    if result.missing_keys or result.unexpected_keys:
+        raise WeightsError(
+            f"{path}: weights do not fit network_g (missing keys: {result.missing_keys[:3]}, "
+            f"unexpected keys: {result.unexpected_keys[:3]})"
+        )
+
+
+# --------------------------------------------------------------------------- infer
+def cmd_infer(args: argparse.Namespace) -> int:
+    from restorekit.inference.upscale import upscale_paths
+
+    written = upscale_paths(args.weights, args.input, args.output, device=args.device)
+    print(f"wrote {len(written)} image(s) to {args.output}")
+    return 0
+
+
+# --------------------------------------------------------------------------- data / config
+def cmd_make_lmdb(args: argparse.Namespace) -> int:
+    from restorekit.data.lmdb_io import make_lmdb
+
+    n = make_lmdb(args.folder, args.lmdb_path, compress_level=args.compress_level)
+    print(f"packed {n} images into {args.lmdb_path}")
+    return 0
+
+
+def cmd_make_sample(args: argparse.Namespace) -> int:
+    from restorekit.data.sample import make_sample_dataset
+
+    info = make_sample_dataset(Path(args.root))
+    state = "created" if info["created"] else "already complete"
+    print(
+        f"sample data set in {args.root} ({state}): {info['num_train']} training and {info['num_val']} "
+        f"validation images, LQ for scales {', '.join(str(s) for s in sorted(info['train_lq']))}"
+    )
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from restorekit.config import config_schema
+
+    print(json.dumps(config_schema(), indent=2))
+    return 0
+
+
+def cmd_import_basicsr(args: argparse.Namespace) -> int:
+    from restorekit.config.basicsr import import_basicsr_file
+
+    notes = import_basicsr_file(args.option, args.output, overwrite=args.overwrite)
+    for note in notes:
+        print(f"note: {note}")
+    print(f"wrote {args.output}")
+    return 0

@@ -1,0 +1,119 @@
+"""Scalar reporting: accumulate on the device, flush at log time.
+
+``report()`` adds detached tensors without reading them back, so the training loop never waits
+for the device; ``flush()`` does one host transfer for all scalars and writes the console line,
+``stats.jsonl``, TensorBoard and W&B (each optional). Only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+
+class Reporter:
+    def __init__(
+        self,
+        run_dir: Path | None,
+        tensorboard: bool = False,
+        wandb_project: str | None = None,
+        run_name: str = "",
+        config: dict[str, Any] | None = None,
+        enabled: bool = True,
+        stream: TextIO | None = None,
+    ) -> None:
+        self.enabled = enabled
+        self.run_dir = run_dir
+        self._sums: dict[str, Tensor] = {}
+        self._counts: dict[str, int] = {}
+        self.stream = stream or sys.stdout
+        self.tb: Any = None
+        self.wandb: Any = None
+        self._log_file: TextIO | None = None
+        if not enabled or run_dir is None:
+            return
+        self._log_file = open(run_dir / "log.txt", "a", encoding="utf-8")  # noqa: SIM115
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(log_dir=str(run_dir / "tb"))
+            except ImportError:
+                self.log("TensorBoard is not installed (pip install tensorboard); logging without it")
+        if wandb_project:
+            try:
+                import wandb
+
+                self.wandb = wandb.init(project=wandb_project, name=run_name, config=config, dir=str(run_dir))
+            except ImportError:
+                self.log("wandb is not installed (pip install wandb); logging without it")
+
+    def report(self, scalars: dict[str, Tensor | float]) -> None:
+        """Accumulate scalars (device tensors stay on the device)."""
+        for k, v in scalars.items():
+            t = v.detach() if isinstance(v, Tensor) else torch.tensor(float(v))
+            self._sums[k] = self._sums[k] + t if k in self._sums else t.clone()
+            self._counts[k] = self._counts.get(k, 0) + 1
+
+    def flush(self, it: int, extra: dict[str, float] | None = None) -> dict[str, float]:
+        """Means since the last flush, read back in one go, written everywhere."""
+        if not self._sums:
+            return {}
+        keys = list(self._sums)
+        stacked = torch.stack([self._sums[k].float().cpu() / self._counts[k] for k in keys])
+        means = dict(zip(keys, stacked.tolist()))
+        self._sums.clear()
+        self._counts.clear()
+        means.update(extra or {})
+        self.write_scalars(it, means, prefix="train")
+        return means
+
+    def write_scalars(self, it: int, values: dict[str, float], prefix: str) -> None:
+        if not self.enabled:
+            return
+        if self.run_dir is not None:
+            with open(self.run_dir / "stats.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps({"iter": it, "time": time.time(), "kind": prefix, **values}) + "\n")
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(f"{prefix}/{k}", v, it)
+        if self.wandb is not None:
+            self.wandb.log({f"{prefix}/{k}": v for k, v in values.items()}, step=it)
+
+    def add_images(self, it: int, tag: str, images: Tensor) -> None:
+        """Sample images (NCHW in [0,1]) to TensorBoard/W&B."""
+        if not self.enabled:
+            return
+        if self.tb is not None:
+            self.tb.add_images(tag, images.clamp(0, 1).cpu(), it)
+        if self.wandb is not None:
+            import wandb
+
+            self.wandb.log(
+                {tag: [wandb.Image(img.permute(1, 2, 0).cpu().numpy()) for img in images]}, step=it
+            )
+
+    def log(self, line: str) -> None:
+        """A message to the console and log.txt."""
+        if not self.enabled:
+            return
+        tqdm.write(line, file=self.stream)  # keeps a live progress bar intact
+        if self._log_file is not None:
+            self._log_file.write(time.strftime("%Y-%m-%d %H:%M:%S ") + line + "\n")
+            self._log_file.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None

@@ -1,0 +1,1 @@
+"""Inference: uses architectures, image I/O and metrics, never the trainer."""

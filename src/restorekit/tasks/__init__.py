@@ -1,0 +1,3 @@
+"""Tasks (what is learned). Each module registers itself in ``restorekit.registry.TASKS``."""
+
+from restorekit.tasks import restoration  # noqa: F401  (registers "restoration")
