@@ -62,7 +62,7 @@ def test_overrides(tmp_path: Path) -> None:
 
 
 def test_override_parsing_errors() -> None:
-    with pytest.raises(ConfigError, match="expected key.path=value"):
+    with pytest.raises(ConfigError, match=r"expected key\.path=value"):
         parse_override("novalue")
     with pytest.raises(ConfigError, match="name is a str, not a mapping"):
         apply_overrides({"name": "x"}, ["name.sub=1"])

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from restorekit.optim.ema import EMA, unwrap
 from restorekit.errors import ConfigError, WeightsError
+from restorekit.optim.ema import EMA, unwrap
 
 
 class Tiny(nn.Module):

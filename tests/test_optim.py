@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from restorekit.errors import ConfigError
 from restorekit.optim.schedule import (
     SCHEDULERS,
     CosineAnnealingRestartLR,
@@ -19,7 +20,6 @@ from restorekit.optim.schedule import (
     check_scheduler,
     clip_grad,
 )
-from restorekit.errors import ConfigError
 
 WHERE = "train.optim_g"
 

@@ -45,8 +45,14 @@ def test_extra_fills_only_known_unset_parameters() -> None:
 @pytest.mark.parametrize(
     ("cfg", "fragment"),
     [
-        ({"type": "Gaer", "teeth": 1}, "net.type: unknown widget 'Gaer' (did you mean 'Gear'?); known: Gear, spring"),
-        ({"type": "Gear", "teeht": 1}, "net.teeht: unknown argument for widget 'Gear' (did you mean 'teeth'?)"),
+        (
+            {"type": "Gaer", "teeth": 1},
+            "net.type: unknown widget 'Gaer' (did you mean 'Gear'?); known: Gear, spring",
+        ),
+        (
+            {"type": "Gear", "teeht": 1},
+            "net.teeht: unknown argument for widget 'Gear' (did you mean 'teeth'?)",
+        ),
         ({"type": "Gear"}, "net.teeth: required argument of widget 'Gear' is missing"),
         ({"type": "Gear", "teeth": "many"}, "net.teeth: expected int for widget 'Gear', got 'many'"),
         ({"type": "Gear", "teeth": 1, "mode": "c"}, "net.mode: expected"),

@@ -10,6 +10,7 @@ trained network export itself with its architecture name and arguments.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import typing
 from collections.abc import Callable, Mapping
@@ -80,10 +81,9 @@ class Registry(Generic[T]):
         """Build from ``{"type": NAME, **kwargs}``, checking the kwargs first (see ``check``)."""
         name, kwargs = self.check(cfg, where, **extra)
         obj = self._items[name](**kwargs)
-        try:
+        # objects with __slots__ etc. simply do not record their spec
+        with contextlib.suppress(AttributeError):
             setattr(obj, _SPEC_ATTR, {"type": name, **kwargs})
-        except AttributeError:  # objects with __slots__ etc. simply do not record their spec
-            pass
         return obj
 
 
@@ -136,8 +136,7 @@ def check_kwargs(
         except ValidationError as exc:
             expected = _describe(hint)
             raise ConfigError(
-                f"{prefix}{key}: expected {expected} for {what}, got {value!r}"
-                f" ({exc.errors()[0]['msg']})"
+                f"{prefix}{key}: expected {expected} for {what}, got {value!r} ({exc.errors()[0]['msg']})"
             ) from None
     return out
 
