@@ -38,6 +38,10 @@ IMG_EXTENSIONS: tuple[str, ...] = (
 # Extensions that can hold 16 bits per sample when writing.
 _SIXTEEN_BIT_EXTENSIONS = (".png", ".tif", ".tiff")
 
+# OpenCV prints its own warnings for truncated files straight to stderr; we report those files
+# ourselves, in one line naming the file, so keep OpenCV to errors only.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 PathLike = str | os.PathLike
 
 
