@@ -31,11 +31,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RestorekitError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def one_line(exc: BaseException) -> str:
+    """The user-facing line of an error, also when a DataLoader worker re-raised it.
+
+    torch re-raises a worker's exception as the same type with the worker's whole traceback as
+    its message; the original message is the last line, after ``module.ErrorType: ``.
+    """
+    text = str(exc)
+    if "Original Traceback" not in text:
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    prefix = f"{type(exc).__module__}.{type(exc).__qualname__}: "
+    for candidate in (prefix, f"{type(exc).__qualname__}: "):
+        if last.startswith(candidate):
+            return last[len(candidate) :]
+    return last.split(": ", 1)[-1]
 
 
 def build_parser() -> argparse.ArgumentParser:
