@@ -111,7 +111,9 @@ def test_zero_byte_image(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
 
 
 @pytest.mark.parametrize("workers", [0, 1])
-def test_truncated_image_fails_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture, workers: int) -> None:
+def test_truncated_image_fails_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, workers: int
+) -> None:
     cfg = tiny_config(tmp_path, **{"data.train.num_workers": workers})
     victim = train_gt(cfg) / "img003.png"
     victim.write_bytes(victim.read_bytes()[:60])
