@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -109,7 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from restorekit.config import dump_config, load_config
 
     if args.nproc:
-        return _launch_torchrun(args.nproc)
+        return _launch_torchrun(args.nproc, args.argv)
     cfg = load_config(args.config, args.overrides)
     _check_parts(cfg, args.config)
     if args.dry_run:
@@ -118,14 +120,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     if cfg.train is None or cfg.data.train is None:
         raise RestorekitError(f"{args.config}: train and data.train: both sections are needed to train")
 
-    from restorekit.engine.distributed import cleanup, init_distributed
+    from restorekit.engine.distributed import barrier, cleanup, init_distributed
     from restorekit.engine.trainer import Trainer, find_resume
 
     run_dir = Path(cfg.experiments_root) / cfg.name
     info = init_distributed("cuda" if _wants_cuda(cfg.device) else "cpu")
     try:
         resume = find_resume(run_dir, args.resume)
-        if args.resume is None and run_dir.exists() and any(run_dir.iterdir()):
+        occupied = run_dir.exists() and any(run_dir.iterdir())
+        barrier(info)  # every rank has looked before rank 0 creates anything
+        if args.resume is None and occupied:
             raise RestorekitError(
                 f"{run_dir}: experiment folder already exists; continue it with --resume auto, "
                 f"or start a new run with another name (name=NEW)"
@@ -145,16 +149,22 @@ def _wants_cuda(device: str) -> bool:
     return device == "cuda" or (device == "auto" and torch.cuda.is_available())
 
 
-def _launch_torchrun(nproc: int) -> int:
-    """``restorekit train --nproc N ...`` → ``torchrun --nproc_per_node N -m restorekit train ...``."""
+def _launch_torchrun(nproc: int, argv: list[str]) -> int:
+    """``restorekit train --nproc N ...`` → ``torchrun --standalone --nproc_per_node N -m restorekit ...``."""
     import subprocess
 
-    argv = list(sys.argv[1:])
-    i = argv.index("--nproc")
-    del argv[i : i + 2]
+    if nproc < 1:
+        raise RestorekitError(f"--nproc: expected a positive number of processes, got {nproc}")
+    rest = list(argv)
+    for i, arg in enumerate(rest):
+        if arg == "--nproc":
+            del rest[i : i + 2]
+            break
+        if arg.startswith("--nproc="):
+            del rest[i]
+            break
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    cmd += ["-m", "restorekit", *argv]
-    return subprocess.call(cmd)
+    return subprocess.call([*cmd, "-m", "restorekit", *rest])
 
 
 def _check_parts(cfg: Config, source: str) -> None:
@@ -163,13 +173,13 @@ def _check_parts(cfg: Config, source: str) -> None:
     import restorekit.data
     import restorekit.losses
     import restorekit.tasks  # noqa: F401  (registration)
+    from restorekit.engine.trainer import check_train_data
     from restorekit.engine.validation import check_val_sets
-    from restorekit.registry import DATASETS, TASKS
+    from restorekit.registry import TASKS
 
     try:
         TASKS.get(cfg.task, "task").check_config(cfg)
-        if cfg.data.train is not None:
-            DATASETS.check(cfg.data.train.dataset, "data.train.dataset", scale=cfg.scale)
+        check_train_data(cfg)
         check_val_sets(cfg)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None

@@ -52,6 +52,11 @@ class Data(Strict):
     skip_corrupt: bool = Field(
         False, description="Skip (and count) unreadable training images instead of stopping."
     )
+    degrade_on: Literal["host", "device"] = Field(
+        "host",
+        description="Where on-the-fly LQ images are made: in the loader workers (host) or batched on "
+        "the training device (device), so that workers only decode and crop.",
+    )
 
 
 class Train(Strict):
@@ -70,6 +75,23 @@ class Train(Strict):
     compile: Literal["off", "default", "max-autotune"] = "off"
     cudnn_benchmark: bool = True
     tf32: bool = True
+    find_unused_parameters: bool = Field(
+        False, description="DDP: allow parameters without gradients (slower; only when a network needs it)."
+    )
+    # adversarial task (two networks): the discriminator's optimizer, schedule and update rhythm
+    optim_d: PartSpec | None = Field(None, description="Discriminator optimizer (task adversarial).")
+    scheduler_d: PartSpec | None = Field(
+        None, description="Discriminator LR schedule; none = the same as scheduler (as in BasicSR)."
+    )
+    net_d_iters: int = Field(1, ge=1, description="Update the generator every N iterations (D every one).")
+    net_d_init_iters: int = Field(
+        0, ge=0, description="First N iterations train only the discriminator (generator frozen)."
+    )
+    usm_gt: tuple[str, ...] = Field(
+        (),
+        description="Losses (names in train.losses) whose target is the unsharp-masked GT, as "
+        "Real-ESRGAN does for L1 and perceptual; naming the GAN loss shows D sharpened real images.",
+    )
 
     @field_validator("losses")
     @classmethod
@@ -109,6 +131,16 @@ class Config(Strict):
     network_g: PartSpec = Field(description="{type: EDSR | MSRResNet | RRDBNet | ..., ...arguments}")
     pretrained: str | None = Field(None, description="Weights to start from (.safetensors or .pth).")
     pretrained_strict: bool = True
+    network_d: PartSpec | None = Field(
+        None, description="Discriminator {type: VGGStyleDiscriminator | UNetDiscriminatorSN, ...}."
+    )
+    pretrained_d: str | None = Field(None, description="Discriminator weights to start from.")
+    pretrained_d_strict: bool = True
+    degradation: dict[str, Any] | None = Field(
+        None,
+        description="Real-ESRGAN second-order degradation made on the training device from "
+        "RealESRGANDataset batches (task adversarial); RealESRGANDegradation's arguments.",
+    )
     data: Data = Field(default_factory=Data)
     train: Train | None = None
     val: Val = Field(default_factory=Val)

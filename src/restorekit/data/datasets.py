@@ -319,7 +319,9 @@ class BicubicDataset(_SRDataset):
     """GT images only; the LQ is made on the fly with MATLAB-compatible bicubic downscaling.
 
     The GT is mod-cropped to ``scale``, cropped/augmented first (when ``gt_size`` is set) and
-    only the patch is downscaled, which is far cheaper than downscaling the whole image.
+    only the patch is downscaled, which is far cheaper than downscaling the whole image. With
+    ``degrade_on="device"`` (config ``data.degrade_on``) samples carry no ``lq``: the task makes
+    the LQ batch with the same MATLAB bicubic on the training device.
     """
 
     def __init__(
@@ -333,8 +335,10 @@ class BicubicDataset(_SRDataset):
         io_backend: Backend = "disk",
         skip_corrupt: bool = False,
         cache_images: bool = False,
+        degrade_on: Literal["host", "device"] = "host",
     ) -> None:
         super().__init__(scale, gt_size, use_hflip, use_rot, skip_corrupt)
+        self.degrade_on = degrade_on
         self.gt_store = _Store(str(dataroot_gt), io_backend, "dataroot_gt", cache_images)
         names = _gt_names(self.gt_store, meta_info)
         if io_backend == "disk":
@@ -353,5 +357,7 @@ class BicubicDataset(_SRDataset):
         if self.gt_size is not None:
             gt = random_crop(gt, self.gt_size, rng, path)
             gt = augment([gt], self.use_hflip, self.use_rot, rng)[0]
+        if self.degrade_on == "device":  # the task makes the LQ batch on the training device
+            return {"gt": img2tensor(gt), "lq_path": path, "gt_path": path}
         lq = bicubic_lq(gt, self.scale)
         return {"lq": img2tensor(lq), "gt": img2tensor(gt), "lq_path": path, "gt_path": path}

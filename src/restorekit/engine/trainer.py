@@ -43,12 +43,26 @@ from restorekit.engine.validation import (
     write_result,
 )
 from restorekit.errors import ConfigError, RestorekitError
-from restorekit.registry import DATASETS, TASKS
+from restorekit.registry import DATASETS, TASKS, signature_params
 from restorekit.tasks.base import Task
 
 # Fault injection for the exact-resume test: kill this process (SIGKILL, no clean-up) right after
 # the checkpoint of this iteration is on disk, as a crash or a pre-empted job would.
 _KILL_AFTER_SAVE = "RESTOREKIT_TEST_KILL_AFTER_SAVE"
+
+
+def check_train_data(cfg: Config) -> None:
+    """Checks of the training data section that need the dataset registry."""
+    if cfg.data.train is None:
+        return
+    DATASETS.check(cfg.data.train.dataset, "data.train.dataset", scale=cfg.scale)
+    if cfg.data.degrade_on == "device":
+        ctor = DATASETS.get(cfg.data.train.dataset["type"], "data.train.dataset.type")
+        if "degrade_on" not in signature_params(ctor):
+            raise ConfigError(
+                f"data.degrade_on: 'device' needs a dataset that makes its LQ on the fly "
+                f"(BicubicDataset), not {cfg.data.train.dataset['type']}"
+            )
 
 
 def pick_device(requested: str, info: DistInfo) -> torch.device:
@@ -84,6 +98,7 @@ class Trainer:
             enabled=self.info.is_main,
         )
         self._set_backend_flags()
+        check_train_data(cfg)
 
         # The task (networks, losses, optimizers). Seeded identically on every rank, so DDP's
         # initial broadcast is a no-op and a one-process run initialises the same weights.
@@ -91,13 +106,23 @@ class Trainer:
         self.task: Task = TASKS.get(cfg.task, "task")(cfg, self.device)
         self.best = BestTracker()
         self.it = 0
+        self.samples = 0  # global draws consumed so far: the sampler's position, any world size
+        for notice in getattr(self.task, "notices", []):
+            self.reporter.log(f"notice: {notice}")
         if resume is not None:
             self._resume(resume)
         self._wrap_networks()
         self.val_sets: list[ValSetup] = build_val_sets(cfg)
         self.train_set = DATASETS.build(
-            cfg.data.train.dataset, "data.train.dataset", scale=cfg.scale, skip_corrupt=cfg.data.skip_corrupt
+            cfg.data.train.dataset,
+            "data.train.dataset",
+            scale=cfg.scale,
+            skip_corrupt=cfg.data.skip_corrupt,
+            degrade_on=cfg.data.degrade_on,
         )
+        # Global samples per iteration; a resumed run may use another process count, which is
+        # why the position is kept as a sample count rather than derived from the iteration.
+        self.per_step = cfg.data.train.batch_size * self.tcfg.accum_iter * self.info.world_size
 
     # ----------------------------------------------------------------- set-up helpers
     def _set_backend_flags(self) -> None:
@@ -115,6 +140,7 @@ class Trainer:
         self.task.load_state_dict(state["task"])
         self.best.load_state_dict(state["best"])
         self.it = int(state["iter"])
+        self.samples = int(state["samples"])
         set_rng_state(state["rng"])
         self.reporter.log(f"resumed from {path} at iteration {self.it}")
 
@@ -125,7 +151,9 @@ class Trainer:
         def wrap(name: str, module: nn.Module) -> nn.Module:
             if info.distributed:
                 module = nn.parallel.DistributedDataParallel(
-                    module, device_ids=[device.index] if device.type == "cuda" else None
+                    module,
+                    device_ids=[device.index] if device.type == "cuda" else None,
+                    find_unused_parameters=self.tcfg.find_unused_parameters,
                 )
             if compile_mode != "off":
                 module = torch.compile(module, mode=None if compile_mode == "default" else compile_mode)
@@ -136,11 +164,10 @@ class Trainer:
     def _train_loader(self) -> Any:
         lcfg = self.cfg.data.train
         assert lcfg is not None
-        per_step = lcfg.batch_size * self.tcfg.accum_iter * self.info.world_size
         sampler = ResumableSampler(
             len(self.train_set),
             seed=self.cfg.seed,
-            start=self.it * per_step,
+            start=self.samples,
             rank=self.info.rank,
             world_size=self.info.world_size,
         )
@@ -179,6 +206,7 @@ class Trainer:
         while self.it < total:
             batches = [self._next(prefetcher) for _ in range(tcfg.accum_iter)]
             self.it += 1
+            self.samples += self.per_step
             scalars = self.task.train_step(batches, self.it)
             self.reporter.report(scalars)
             bar.update(1)
@@ -242,6 +270,8 @@ class Trainer:
     def _state(self) -> dict[str, Any]:
         return {
             "iter": self.it,
+            "samples": self.samples,
+            "world_size": self.info.world_size,
             "task": self.task.state_dict(),
             "best": self.best.state_dict(),
             "rng": rng_state(),

@@ -87,6 +87,8 @@ class Task:
         self.trainable = {}
         self.optimizers = {}
         self.schedulers = {}
+        #: one-line messages for the user (e.g. an option the architecture cannot honour)
+        self.notices: list[str] = []
 
     @classmethod
     def check_config(cls, cfg: Config) -> None:

@@ -49,6 +49,12 @@ def load_pretrained(net: nn.Module, path: str, strict: bool) -> None:
         )
 
 
+def bicubic_lq_batch(gt: Tensor, scale: int) -> Tensor:
+    """``BicubicDataset``'s LQ for a whole batch on its device (same maths, same 8-bit rounding)."""
+    lq = imresize(gt, 1.0 / scale).clamp_(0, 1)
+    return torch.round(lq * 255.0) / 255.0
+
+
 @TASKS.register("restoration")
 class RestorationTask(Task):
     """Train ``net_g`` so that net_g(lq) ≈ gt."""
@@ -69,10 +75,15 @@ class RestorationTask(Task):
         self.trainable["net_g"] = net_g
         self.ema: EMA | None = None
         self.losses: dict[str, nn.Module] = {}
+        self.channels_last = False
         train = cfg.train
         if train is None:  # validation / inference only
             return
-        if train.channels_last and getattr(net_g, "supports_channels_last", True):
+        arch = cfg.network_g["type"]
+        self.channels_last = train.channels_last and getattr(net_g, "supports_channels_last", True)
+        if train.channels_last and not self.channels_last:
+            self.notices.append(f"{arch} does not support channels_last; training in contiguous layout")
+        if self.channels_last:
             net_g.to(memory_format=torch.channels_last)
         for name, spec in train.losses.items():
             self.losses[name] = LOSSES.build(spec, f"train.losses.{name}").to(device)
@@ -86,13 +97,15 @@ class RestorationTask(Task):
             self.networks["net_g_ema"] = self.ema.module
         amp = train.amp
         if amp == "fp16" and not getattr(net_g, "supports_fp16", True):
-            amp = "bf16"  # the trainer prints the notice; the arch declared fp16 unsafe
+            amp = "bf16"
+            self.notices.append(f"{arch} is not fp16-safe (overflows to NaN); using bf16 autocast instead")
         self.amp = AmpHelper(amp, device, train.grad_clip)
-        self.channels_last = train.channels_last
 
-    def _input(self, batch: Batch, key: str) -> Tensor:
-        x = batch[key]
-        if self.cfg.train is not None and self.channels_last:
+    def _lq(self, batch: Batch) -> Tensor:
+        """The LQ input; made here, batched on the device, when the dataset left it out
+        (``data.degrade_on: device``): MATLAB bicubic, clipped and rounded to 8 bit like on host."""
+        x = batch["lq"] if "lq" in batch else bicubic_lq_batch(batch["gt"], self.cfg.scale)
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
@@ -104,7 +117,7 @@ class RestorationTask(Task):
         for _, batch, ctx in micro_batches(batches, [net]):
             with ctx:
                 with self.amp.autocast():
-                    out = net(self._input(batch, "lq"))
+                    out = net(self._lq(batch))
                 out = out.float()
                 gt = batch["gt"]
                 loss = out.new_zeros(())
