@@ -259,6 +259,7 @@ class Trainer:
             if self.info.is_main:
                 write_result(self.run_dir / "val" / vset.name, f"iter_{self.it}", result)
                 self.reporter.write_scalars(self.it, result.means, prefix=f"val/{vset.name}")
+                self._log_sample_images(vset)
             self.best.update(vset.name, result.means, self.it)
             if baseline is not None:
                 base = evaluate(lambda b: self.task.baseline_step(b, baseline), vset, self.device, self.info)
@@ -266,6 +267,16 @@ class Trainer:
         self.reporter.log(f"validation at iteration {self.it}\n{format_table(rows)}")
         self.task.train(True)
         return rows
+
+    def _log_sample_images(self, vset: ValSetup) -> None:
+        """The set's first image (output above GT) to TensorBoard / W&B, when they are on."""
+        if self.reporter.tb is None and self.reporter.wandb is None:
+            return
+        sample = vset.dataset[0]
+        batch = {k: v[None].to(self.device) for k, v in sample.items() if torch.is_tensor(v)}
+        with torch.no_grad():
+            out = self.task.eval_step(batch)
+        self.reporter.add_images(self.it, f"val/{vset.name}/output_gt", torch.cat([out["output"], out["gt"]]))
 
     def _state(self) -> dict[str, Any]:
         return {
