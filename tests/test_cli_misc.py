@@ -135,5 +135,7 @@ def test_tensorboard_scalars_and_sample_images(tmp_path: Path) -> None:
     events = EventAccumulator(str(Path(cfg["experiments_root"]) / "tiny" / "tb"))
     events.Reload()
     assert events.Tags()["images"] == ["val/tinyval/output_gt"]
-    assert {"train/l_pixel", "train/lr", "val/tinyval/psnr", "val/tinyval/ssim"} <= set(events.Tags()["scalars"])
+    assert {"train/l_pixel", "train/lr", "val/tinyval/psnr", "val/tinyval/ssim"} <= set(
+        events.Tags()["scalars"]
+    )
     assert [e.step for e in events.Scalars("val/tinyval/psnr")] == [2, 4]
