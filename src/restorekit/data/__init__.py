@@ -6,7 +6,7 @@ imports, never a folder scan).
 
 from restorekit.data import datasets  # noqa: F401  (registers PairedImageDataset, BicubicDataset)
 from restorekit.data.datasets import BicubicDataset, PairedImageDataset
-from restorekit.data.degradations import imresize
+from restorekit.data.degradations import PairPool, RealESRGANDegradation, imresize
 from restorekit.data.io import (
     IMG_EXTENSIONS,
     ImageInfo,
@@ -21,6 +21,7 @@ from restorekit.data.io import (
 )
 from restorekit.data.lmdb_io import LmdbReader, make_lmdb
 from restorekit.data.prefetch import CPUPrefetcher, CUDAPrefetcher, move_to
+from restorekit.data.realesrgan_dataset import RealESRGANDataset  # registers RealESRGANDataset
 from restorekit.data.sample import make_sample_dataset
 from restorekit.data.transforms import augment, mod_crop, paired_random_crop
 
@@ -31,7 +32,10 @@ __all__ = [
     "CUDAPrefetcher",
     "ImageInfo",
     "LmdbReader",
+    "PairPool",
     "PairedImageDataset",
+    "RealESRGANDataset",
+    "RealESRGANDegradation",
     "UnreadableImageError",
     "augment",
     "imfrombytes",
