@@ -76,14 +76,43 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--weights", required=True, help=".safetensors / .pth file or a checkpoint folder")
     v.add_argument("--baseline", choices=["bicubic"], help="also evaluate a non-learned baseline")
     v.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    v.add_argument("--report", metavar="DIR", help="write an HTML report (tables, crops, curves) to DIR")
+    v.add_argument("--run", metavar="DIR", help="run folder whose stats.jsonl the report plots")
     v.set_defaults(func=cmd_validate)
+    _add_metrics_parser(sub)
 
-    i = sub.add_parser("infer", help="restore / upscale an image or a folder")
-    i.add_argument("--weights", required=True, help="exported .safetensors or official .pth")
-    i.add_argument("-i", "--input", required=True, help="image file or folder")
+    i = sub.add_parser("infer", help="restore / upscale images (tiled, any size)")
+    i.add_argument("--weights", required=True, help=".safetensors, official .pth, or checkpoint/run folder")
+    i.add_argument("-i", "--input", required=True, help="file, folder or quoted glob ('dir/*.png')")
     i.add_argument("-o", "--output", required=True, help="output file (for one image) or folder")
-    i.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    i.add_argument("--scale", type=float, help="output scale if not the network's (final resize)")
+    i.add_argument("--tile", type=int, default=512, help="tile side in input pixels; 0: whole images (512)")
+    i.add_argument("--tile-overlap", type=int, default=32, help="pixels shared by neighbouring tiles (32)")
+    i.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "fp16", "bf16"],
+        help="auto: GPU half, CPU fp32",
+    )
+    i.add_argument("--batch", type=int, default=1, help="tiles per forward pass (1)")
+    i.add_argument(
+        "--ext", default="auto", choices=["auto", "png", "jpg"], help="output format (auto: input's)"
+    )
+    i.add_argument("--alpha", default="bicubic", choices=["bicubic", "network"], help="how alpha is upscaled")
+    i.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    i.add_argument("--raw", action="store_true", help="with a checkpoint folder: the non-EMA weights")
+    i.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    i.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     i.set_defaults(func=cmd_infer)
+
+    x = sub.add_parser("export", help="write a self-describing .safetensors and/or ONNX model")
+    x.add_argument("source", help="checkpoint folder, run folder (newest checkpoint) or weights file")
+    x.add_argument("-o", "--output", help="output .safetensors (architecture in its metadata)")
+    x.add_argument("--onnx", metavar="OUT.onnx", help="also (or only) write ONNX, dynamic height/width")
+    x.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA copy")
+    x.add_argument("--opset", type=int, default=17, help="ONNX opset (17)")
+    x.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    x.set_defaults(func=cmd_export)
 
     d = sub.add_parser("data", help="data set tools").add_subparsers(metavar="ACTION")
     lm = d.add_parser("make-lmdb", help="pack a folder of images into an LMDB (BasicSR layout)")
@@ -200,6 +229,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if not cfg.data.val:
         raise ConfigError(f"{args.config}: data.val: no validation sets to evaluate")
     cfg = cfg.model_copy(update={"train": None, "pretrained": None})
+    report = None
+    if args.report or args.run:
+        from restorekit.engine.report import ValidationReport, find_run_dir
+
+        if not args.report:
+            raise RestorekitError("--run DIR only makes sense with --report DIR")
+        run_dir = find_run_dir(args.weights, args.run)
+        report = ValidationReport(args.report, args.config, args.weights, run_dir, args.baseline)
     info = init_distributed("cuda" if _wants_cuda(cfg.device) else "cpu")
     try:
         device = pick_device(cfg.device, info)
@@ -209,14 +246,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
         results: dict[str, dict[str, float]] = {}
         for vset in build_val_sets(cfg):
             with torch.inference_mode():
-                results[vset.name] = evaluate(task.eval_step, vset, device, info).means
+                crops = report.collector() if report else None
+                res = evaluate(task.eval_step, vset, device, info, collect=crops)
+                results[vset.name] = res.means
+                base = None
                 if args.baseline:
                     step = lambda b: task.baseline_step(b, args.baseline)  # noqa: E731
-                    results[f"{vset.name}/{args.baseline}"] = evaluate(step, vset, device, info).means
+                    base = evaluate(step, vset, device, info)
+                    results[f"{vset.name}/{args.baseline}"] = base.means
+                if report:
+                    report.add(vset.name, res, base)
     finally:
         cleanup(info)
     if info.is_main:
         print(json.dumps(results) if args.json else format_table(results))
+        if report:
+            page = report.write(results)
+            print(f"wrote {page}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -243,10 +289,31 @@ def load_into(net: object, weights: str) -> None:
 
 # --------------------------------------------------------------------------- infer
 def cmd_infer(args: argparse.Namespace) -> int:
-    from restorekit.inference.upscale import upscale_paths
+    from restorekit.inference.files import upscale_files
 
-    written = upscale_paths(args.weights, args.input, args.output, device=args.device)
-    print(f"wrote {len(written)} image(s) to {args.output}")
+    written = upscale_files(
+        args.weights, args.input, args.output, scale=args.scale, tile=args.tile,
+        tile_overlap=args.tile_overlap, precision=args.precision, batch=args.batch, ext=args.ext,
+        alpha=args.alpha, device=args.device, overwrite=args.overwrite, quiet=args.quiet, raw=args.raw,
+    )  # fmt: skip
+    if not args.quiet:
+        print(f"wrote {len(written)} image(s) to {args.output}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from restorekit.inference.export import export_model
+
+    lines = export_model(
+        args.source,
+        args.output,
+        onnx_path=args.onnx,
+        raw=args.raw,
+        overwrite=args.overwrite,
+        opset=args.opset,
+    )
+    for line in lines:
+        print(line)
     return 0
 
 
@@ -285,4 +352,99 @@ def cmd_import_basicsr(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}")
     print(f"wrote {args.output}")
+    return 0
+
+
+# --------------------------------------------------------------------------- metrics
+def _add_metrics_parser(sub: argparse._SubParsersAction) -> None:
+    m = sub.add_parser("metrics", help="set-level metrics: FID, KID").add_subparsers(metavar="METRIC")
+
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--weights", help="pt_inception-2015-12-05-6726825d.pth (default: the cache folder)")
+        q.add_argument("--batch-size", type=int, default=50)
+        q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+        q.add_argument("--dims", type=int, default=2048, choices=[64, 192, 768, 2048], help="feature layer")
+
+    f = m.add_parser("fid", help="FID between two image folders (either may be a .npz statistics file)")
+    f.add_argument("path_a", metavar="DIR_A")
+    f.add_argument("path_b", metavar="DIR_B|STATS.npz")
+    common(f)
+    f.add_argument("--json", action="store_true", help='print {"fid": value}')
+    f.set_defaults(func=cmd_fid)
+    fs = m.add_parser("fid-stats", help="write a folder's FID statistics (pytorch-fid's .npz format)")
+    fs.add_argument("folder", metavar="DIR")
+    fs.add_argument("-o", "--output", required=True, metavar="OUT.npz")
+    common(fs)
+    fs.set_defaults(func=cmd_fid_stats)
+    k = m.add_parser("kid", help="KID (torch-fidelity's polynomial-kernel MMD) between two image folders")
+    k.add_argument("path_a", metavar="DIR_A")
+    k.add_argument("path_b", metavar="DIR_B")
+    common(k)
+    k.add_argument("--subsets", type=int, default=100, help="number of random subsets (default 100)")
+    k.add_argument("--subset-size", type=int, help="images per subset (default: 1000, or fewer if needed)")
+    k.add_argument("--json", action="store_true", help='print {"kid_mean": ..., "kid_std": ...}')
+    k.set_defaults(func=cmd_kid)
+
+
+def _metric_device(name: str) -> str:
+    if name == "cuda" and not _wants_cuda("cuda"):
+        raise RestorekitError("--device cuda: no CUDA device is available")
+    return "cuda" if _wants_cuda(name) else "cpu"
+
+
+def cmd_fid(args: argparse.Namespace) -> int:
+    from restorekit.metrics.fid import fid_from_paths
+
+    value = fid_from_paths(
+        args.path_a, args.path_b, args.weights, args.batch_size, _metric_device(args.device), args.dims
+    )
+    print(json.dumps({"fid": value}) if args.json else f"FID: {value!r}")
+    return 0
+
+
+def cmd_fid_stats(args: argparse.Namespace) -> int:
+    from restorekit.metrics.fid import load_fid_model, save_stats_npz, statistics_of_path
+
+    out = Path(args.output)
+    if out.suffix != ".npz":
+        raise RestorekitError(f"-o {out}: statistics files end in .npz")
+    if out.exists():
+        raise RestorekitError(f"-o {out}: already exists; choose another name (nothing is overwritten)")
+    if not Path(args.folder).is_dir():
+        raise RestorekitError(f"{args.folder}: expected a folder of images")
+    device = _metric_device(args.device)
+    model = load_fid_model(args.weights, device, args.dims)
+    mu, sigma = statistics_of_path(args.folder, model, args.batch_size, device)
+    save_stats_npz(out, mu, sigma)
+    print(f"wrote {out} (dims {mu.shape[0]})")
+    return 0
+
+
+def cmd_kid(args: argparse.Namespace) -> int:
+    from restorekit.data.io import scan_images
+    from restorekit.metrics.fid import extract_features, kid, load_fid_model
+
+    for p in (args.path_a, args.path_b):
+        if not Path(p).is_dir():
+            raise RestorekitError(f"{p}: KID needs two folders of images")
+    counts = [len(scan_images(p)) for p in (args.path_a, args.path_b)]
+    size = args.subset_size
+    if size is None:
+        # torch-fidelity stops with an error when a set has fewer images than its default subset
+        # size (1000); here the subset size shrinks to the smaller set instead, with a note.
+        size = min(1000, *counts)
+        if size < 1000:
+            print(f"note: KID subset size {size} (fewer than 1000 images in a folder)", file=sys.stderr)
+    if not 2 <= size <= min(counts):
+        raise RestorekitError(
+            f"--subset-size {size}: must be between 2 and the number of images "
+            f"({args.path_a}: {counts[0]}, {args.path_b}: {counts[1]})"
+        )
+    if args.subsets < 1:
+        raise RestorekitError(f"--subsets {args.subsets}: must be at least 1")
+    device = _metric_device(args.device)
+    model = load_fid_model(args.weights, device, args.dims)
+    feats = [extract_features(model, p, args.batch_size, device) for p in (args.path_a, args.path_b)]
+    mean, std = kid(feats[0], feats[1], num_subsets=args.subsets, subset_size=size)
+    print(json.dumps({"kid_mean": mean, "kid_std": std}) if args.json else f"KID: {mean:.6g} ± {std:.6g}")
     return 0

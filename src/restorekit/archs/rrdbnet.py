@@ -80,6 +80,8 @@ class RRDBNet(nn.Module):
 
     supports_fp16: bool = True
     supports_channels_last: bool = True
+    # input sides must be multiples of this (the pixel-unshuffle factor); tiled inference pads
+    size_multiple: int = 1
 
     def __init__(
         self,
@@ -95,6 +97,7 @@ class RRDBNet(nn.Module):
             raise ConfigError(f"scale: RRDBNet supports 1, 2 or 4, got {scale}")
         self.scale = scale
         self.unshuffle = _UNSHUFFLE[scale]
+        self.size_multiple = self.unshuffle
         self.conv_first = nn.Conv2d(num_in_ch * self.unshuffle**2, num_feat, 3, 1, 1)
         self.body = make_layer(RRDB, num_block, num_feat=num_feat, num_grow_ch=num_grow_ch)
         self.conv_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)

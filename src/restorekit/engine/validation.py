@@ -3,6 +3,9 @@
 Each rank evaluates images ``rank, rank + world, ...`` of a set; per-image values are gathered
 and ordered by image index before averaging in float64, so the numbers are exactly those of a
 single process. Per-image values are written as CSV and the means as JSON per round.
+
+Metrics that carry a network (LPIPS) or a parameter file (NIQE) are built once per set in
+:func:`build_val_sets` and reused for every batch and every round.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from restorekit.config import Config
 from restorekit.config.schema import ValSet
 from restorekit.data.io import write_image
 from restorekit.engine.distributed import DistInfo, all_gather_objects
-from restorekit.metrics import get_metric, higher_is_better
+from restorekit.metrics import check_metric, get_metric, higher_is_better
 from restorekit.registry import DATASETS
 
 MetricFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# Called after each batch with (batch, step output); returns one picklable item per image.
+Collector = Callable[[dict[str, Any], dict[str, torch.Tensor]], list[Any]]
 
 
 class _Indexed(Dataset):
@@ -55,6 +60,8 @@ class ValSetup:
 class ValResult:
     means: dict[str, float]
     per_image: list[tuple[str, dict[str, float]]] = field(default_factory=list)
+    # What a collector returned per image, in the order of ``per_image`` (None without one).
+    extras: list[Any] = field(default_factory=list)
 
 
 def build_val_sets(cfg: Config) -> list[ValSetup]:
@@ -68,12 +75,12 @@ def build_val_sets(cfg: Config) -> list[ValSetup]:
 
 
 def check_val_sets(cfg: Config) -> None:
-    """Config-time checks of every validation set's dataset and metrics (nothing is read)."""
+    """Config-time checks of every validation set's dataset and metrics (nothing is read or built)."""
     for name, vcfg in cfg.data.val.items():
         where = f"data.val.{name}"
         DATASETS.check(vcfg.dataset, f"{where}.dataset", scale=cfg.scale)
         for m, opts in vcfg.metrics.items():
-            get_metric(m, where=f"{where}.metrics.{m}", **opts)
+            check_metric(m, where=f"{where}.metrics.{m}", **opts)
 
 
 @torch.no_grad()
@@ -83,25 +90,32 @@ def evaluate(
     device: torch.device,
     info: DistInfo,
     save_dir: Path | None = None,
+    collect: Collector | None = None,
 ) -> ValResult:
-    """Run ``step`` (a task's eval or baseline step) over one set and average the metrics."""
+    """Run ``step`` (a task's eval or baseline step) over one set and average the metrics.
+
+    ``collect`` (e.g. the report's crops) is called after each batch on every rank; its items
+    are gathered with the metric values, so rank 0 gets them for every image in index order.
+    """
     n = len(vset.dataset)
     shard = _Indexed(vset.dataset, list(range(info.rank, n, info.world_size)))
     loader = DataLoader(shard, batch_size=vset.cfg.batch_size, num_workers=vset.cfg.num_workers)
-    rows: list[tuple[int, str, dict[str, float]]] = []
+    rows: list[tuple[int, str, dict[str, float], Any]] = []
     for batch in loader:
         batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         out = step(batch)
         values = {m: fn(out["output"], out["gt"]).double().cpu() for m, fn in vset.metrics.items()}
-        for j, idx in enumerate(batch["index"].tolist()):
+        indices = batch["index"].tolist()
+        extras = collect(batch, out) if collect is not None else [None] * len(indices)
+        for j, idx in enumerate(indices):
             name = Path(batch["gt_path"][j]).stem
-            rows.append((idx, name, {m: float(v[j]) for m, v in values.items()}))
+            rows.append((idx, name, {m: float(v[j]) for m, v in values.items()}, extras[j]))
             if save_dir is not None:
                 img = out["output"][j].permute(1, 2, 0).float().cpu().numpy()
                 write_image(save_dir / f"{name}.png", img)
-    gathered = sorted(r for part in all_gather_objects(rows, info) for r in part)
+    gathered = sorted((r for part in all_gather_objects(rows, info) for r in part), key=lambda r: r[0])
     means = {m: _mean([r[2][m] for r in gathered]) for m in vset.metrics}
-    return ValResult(means, [(name, vals) for _, name, vals in gathered])
+    return ValResult(means, [(r[1], r[2]) for r in gathered], [r[3] for r in gathered])
 
 
 def _mean(values: list[float]) -> float:
