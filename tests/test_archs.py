@@ -59,6 +59,14 @@ SMALL_KWARGS: dict[str, list[dict[str, Any]]] = {
         dict(num_feat=8, num_conv=1, upscale=2, act_type="leakyrelu"),
         dict(num_in_ch=1, num_out_ch=1, num_feat=4, num_conv=0, upscale=3, act_type="relu"),
     ],
+    "UNetDiscriminatorSN": [
+        dict(num_in_ch=3, num_feat=4),
+        dict(num_in_ch=1, num_feat=4, skip_connection=False),
+    ],
+    "VGGStyleDiscriminator": [
+        dict(num_in_ch=3, num_feat=2, input_size=128),
+        dict(num_in_ch=1, num_feat=2, input_size=256),
+    ],
     "WDSR_A": [
         dict(num_feat=8, num_block=2, upscale=2),
         dict(
@@ -91,6 +99,16 @@ def test_forward_shape_and_capabilities(name: str) -> None:
         model = ARCHS.build({"type": name, **kwargs}).eval()
         cls = type(model)
         assert cls.supports_fp16 is True and cls.supports_channels_last is True
+        if getattr(cls, "is_discriminator", False):  # scores images instead of restoring them
+            side = getattr(model, "input_size", 16)
+            x = torch.rand(2, kwargs.get("num_in_ch", 3), side, side)
+            with torch.no_grad():
+                model.train()(x)  # settle spectral-norm power iteration / BatchNorm statistics
+                y = model.eval()(x)
+                y_cl = model(x.contiguous(memory_format=torch.channels_last))
+            assert y.shape[:2] == (2, 1) and torch.isfinite(y).all(), (name, kwargs)
+            torch.testing.assert_close(y_cl, y, rtol=1e-4, atol=1e-5)
+            continue
         scale = model.scale
         assert isinstance(scale, int) and scale >= 1
         in_ch = kwargs.get("num_in_ch", 3)  # every family here defaults to RGB

@@ -510,7 +510,7 @@ def _set(option: dict[str, Any], dotted: str, value: Any) -> None:
     ("dotted", "value", "needle"),
     [
         ("foo", 1, "unknown BasicSR option"),
-        ("model_type", "ESRGANModel", "supported model types: SRModel"),
+        ("model_type", "VideoBaseModel", "supported model types: SRModel"),
         ("network_d", {"type": "VGGStyleDiscriminator"}, "SRModel"),
         ("train.optim_g.type", "Lion", "supported optimizers: Adam, AdamW, SGD"),
         ("train.optim_g.momentum_x", 0.9, "unknown BasicSR option"),
@@ -593,8 +593,8 @@ def test_file_conversion_round_trips_and_refuses_to_overwrite(tmp_path: Path) ->
 
 def test_file_conversion_reports_bad_option_files(tmp_path: Path) -> None:
     src = tmp_path / "gan.yml"
-    src.write_text(EDSR_MX2.replace("model_type: SRModel", "model_type: SRGANModel"), encoding="utf-8")
+    src.write_text(EDSR_MX2.replace("model_type: SRModel", "model_type: VideoBaseModel"), encoding="utf-8")
     out = tmp_path / "out.yml"
-    with pytest.raises(ConfigError, match=r"gan\.yml: model_type: 'SRGANModel' cannot be converted"):
+    with pytest.raises(ConfigError, match=r"gan\.yml: model_type: 'VideoBaseModel' cannot be converted"):
         import_basicsr_file(src, out)
     assert not out.exists()

@@ -13,7 +13,6 @@ def load_model(source: Any, **options: Any) -> Any:
     ``scale``, ``raw``. The inference code is imported on first use, so ``import restorekit``
     stays instant (no torch).
     """
-    import importlib
+    from restorekit.inference.api import load_model as _load_model
 
-    api = importlib.import_module("restorekit.inference.api")
-    return api.load_model(source, **options)
+    return _load_model(source, **options)

@@ -5,7 +5,8 @@ file names or folder scans. Importing this package pulls in torch and the archit
 never the trainer, the CLI or logging back-ends.
 """
 
-from restorekit.archs import edsr, rrdbnet, srresnet, srvgg, wdsr
+from restorekit.archs import discriminators, edsr, rrdbnet, srresnet, srvgg, wdsr
+from restorekit.archs.discriminators import UNetDiscriminatorSN, VGGStyleDiscriminator
 from restorekit.archs.edsr import EDSR
 from restorekit.archs.rrdbnet import RRDBNet
 from restorekit.archs.srresnet import MSRResNet
@@ -19,6 +20,9 @@ __all__ = [
     "MSRResNet",
     "RRDBNet",
     "SRVGGNetCompact",
+    "UNetDiscriminatorSN",
+    "VGGStyleDiscriminator",
+    "discriminators",
     "edsr",
     "rrdbnet",
     "srresnet",

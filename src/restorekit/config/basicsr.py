@@ -1,4 +1,4 @@
-"""Convert a BasicSR training option file (``model_type: SRModel``) into a restorekit config.
+"""Convert a BasicSR training option file (``model_type: SRModel``; GAN models: basicsr_gan) to our config.
 
 People arrive with years of BasicSR YAML, and converting it by hand is where settings get lost.
 So every key of the BasicSR file ends up in exactly one of three places:
@@ -33,6 +33,8 @@ from restorekit.errors import ConfigError, RestorekitError, did_you_mean
 __all__ = ["convert_basicsr", "import_basicsr", "import_basicsr_file"]
 
 SUPPORTED_MODELS = ("SRModel",)
+# GAN models: converted by config/basicsr_gan.py into task adversarial
+GAN_MODELS = ("SRGANModel", "ESRGANModel", "RealESRNetModel", "RealESRGANModel")
 _ADAM = {"lr": "float", "betas": "floats", "eps": "float", "weight_decay": "float", "amsgrad": "bool"}
 OPTIMIZERS = {  # the arguments BasicSR passes on to torch.optim, and how each is read
     "Adam": _ADAM,
@@ -53,7 +55,7 @@ SCHEDULERS = {  # BasicSR's name → ours; its arguments and how each is read
 _RESTART_ARGS = {"MultiStepRestartLR": {"restarts": "ints"}}  # plus restart_weights for both
 LOSSES = {"L1Loss": (), "MSELoss": (), "CharbonnierLoss": ("eps",)}  # all take loss_weight, reduction
 METRICS = {"calculate_psnr": "psnr", "calculate_ssim": "ssim"}
-_GAN = "; GAN models (network_d, optim_d, gan_opt...) are not converted yet, only SRModel"
+_GAN = "; GAN options (network_d, optim_d, gan_opt...) need a GAN model_type (SRGANModel, ESRGANModel...)"
 
 # Keys dropped with a note, and why. Keys that a BasicSR run fills in itself are dropped too.
 _RUNTIME = "set by BasicSR at run time"
@@ -219,8 +221,12 @@ def convert_basicsr(option: dict[str, Any], source: str) -> tuple[dict[str, Any]
     """
     notes: list[str] = []
     top = _Section(notes, source, copy.deepcopy(option), "")
-    top.need("model_type", f"supported model types: {', '.join(SUPPORTED_MODELS)}")
-    top.choice("model_type", SUPPORTED_MODELS, "model types", _GAN)
+    models = (*SUPPORTED_MODELS, *GAN_MODELS)
+    top.need("model_type", f"supported model types: {', '.join(models)}")
+    if top.choice("model_type", models, "model types") in GAN_MODELS:
+        from restorekit.config.basicsr_gan import convert_gan  # imports this module
+
+        return convert_gan(top, notes)
     top.refuse(("network_d",), f"a discriminator is not used by SRModel{_GAN}")
     top.need("name", "the run name")
     name = top.as_str("name")

@@ -123,7 +123,7 @@ class Config(Strict):
     """A whole run: what to train, on what, how, and where the results go."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Run folder name.")
-    task: str = Field("restoration", description="restoration (more tasks come with later issues)")
+    task: str = Field("restoration", description="restoration | adversarial (GAN: network_d, optim_d)")
     scale: int = Field(ge=1, description="Upscaling factor (1 for denoising / restoration).")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"

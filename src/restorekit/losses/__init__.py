@@ -5,3 +5,4 @@ whatever its file is called. Add one import line per new module.
 """
 
 from restorekit.losses import pixel  # noqa: F401  (registers L1Loss, MSELoss, CharbonnierLoss)
+from restorekit.losses import gan, perceptual  # noqa: F401  (registers GANLoss, PerceptualLoss)
