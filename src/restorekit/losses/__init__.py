@@ -4,5 +4,8 @@ Registration is explicit: every loss module is imported here, so ``LOSSES.build`
 whatever its file is called. Add one import line per new module.
 """
 
-from restorekit.losses import pixel  # noqa: F401  (registers L1Loss, MSELoss, CharbonnierLoss)
-from restorekit.losses import gan, perceptual  # noqa: F401  (registers GANLoss, PerceptualLoss)
+from restorekit.losses import (  # noqa: F401  (registers GANLoss, PerceptualLoss)
+    gan,
+    perceptual,
+    pixel,
+)

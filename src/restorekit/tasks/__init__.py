@@ -1,4 +1,6 @@
 """Tasks (what is learned). Each module registers itself in ``restorekit.registry.TASKS``."""
 
-from restorekit.tasks import restoration  # noqa: F401  (registers "restoration")
-from restorekit.tasks import adversarial  # noqa: F401  (registers "adversarial")
+from restorekit.tasks import (
+    adversarial,  # noqa: F401  (registers "adversarial")
+    restoration,  # noqa: F401  (registers "restoration")
+)
