@@ -139,3 +139,20 @@ def test_skip_corrupt_counts_and_reports(tmp_path: Path, capsys: pytest.CaptureF
     skipped = [r.get("skipped_images", 0) for r in stats if r["kind"] == "train"]
     assert max(skipped) >= 1
     assert (run / "model.safetensors").is_file()
+
+
+def test_failed_start_leaves_no_folder_behind(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg = tiny_config(tmp_path, pretrained=str(tmp_path / "missing.safetensors"))
+    line = run_train(tmp_path, cfg, capsys)
+    assert "missing.safetensors" in line
+    assert not (Path(cfg["experiments_root"]) / "tiny").exists()
+    cfg.pop("pretrained")
+    assert main(["train", "-c", str(write_config(tmp_path / "fixed.yml", cfg))]) == 0
+
+
+def test_gan_settings_under_the_restoration_task_are_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    cfg = tiny_config(tmp_path, network_d={"type": "VGGStyleDiscriminator", "num_in_ch": 3, "num_feat": 8})
+    line = run_train(tmp_path, cfg, capsys)
+    assert "network_d: only used by task 'adversarial'" in line

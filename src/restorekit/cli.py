@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -163,10 +164,19 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"{run_dir}: experiment folder already exists; continue it with --resume auto, "
                 f"or start a new run with another name (name=NEW)"
             )
+        created = not run_dir.exists()
         if info.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
-        Trainer(cfg, run_dir, resume=resume, info=info).fit()
+        try:
+            trainer = Trainer(cfg, run_dir, resume=resume, info=info)
+        except BaseException:
+            # A run that failed to start (missing weights, bad data...) leaves no folder behind,
+            # so fixing the cause and running the same command again just works.
+            if created and info.is_main:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        trainer.fit()
     finally:
         cleanup(info)
     return 0

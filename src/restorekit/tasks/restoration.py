@@ -65,6 +65,20 @@ class RestorationTask(Task):
         if cfg.train is not None:
             for name, spec in cfg.train.losses.items():
                 LOSSES.check(spec, f"train.losses.{name}")
+        if cfg.task == "restoration":  # settings only a GAN task reads must not be silently ignored
+            train = cfg.train
+            unused = [
+                ("network_d", cfg.network_d is not None),
+                ("pretrained_d", cfg.pretrained_d is not None),
+                ("degradation", cfg.degradation is not None),
+                ("train.optim_d", train is not None and train.optim_d is not None),
+                ("train.scheduler_d", train is not None and train.scheduler_d is not None),
+            ]
+            for key, present in unused:
+                if present:
+                    raise ConfigError(
+                        f"{key}: only used by task 'adversarial' (this config's task is 'restoration')"
+                    )
 
     def __init__(self, cfg: Config, device: torch.device) -> None:
         super().__init__(cfg, device)
