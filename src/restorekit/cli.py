@@ -8,6 +8,7 @@ are imported inside the commands so ``restorekit --help`` and ``config schema`` 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import shutil
 import sys
@@ -177,6 +178,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
         trainer.fit()
+        barrier(info)
+        # Free DDP's state while the process group still exists: tearing the group down first
+        # can hang gloo at exit (pytorch/pytorch#75097).
+        del trainer
+        gc.collect()
     finally:
         cleanup(info)
     return 0

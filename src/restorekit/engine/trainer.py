@@ -196,7 +196,8 @@ class Trainer:
         bar = tqdm(
             total=total,
             initial=self.it,
-            disable=not (self.info.is_main and cfg.logger.progress_bar),
+            # None: tqdm shows the bar on a terminal only, so logs and CI output stay readable
+            disable=True if not (self.info.is_main and cfg.logger.progress_bar) else None,
             dynamic_ncols=True,
             unit="it",
         )
