@@ -388,6 +388,11 @@ def _train_set(ds: _Section, scale: int) -> dict[str, Any]:
     ds.need("gt_size", "the training patch size")
     dataset["gt_size"] = ds.as_int("gt_size", minimum=1)
     dataset.update(use_hflip=ds.as_bool("use_hflip", False), use_rot=ds.as_bool("use_rot", False))
+    return train_loader(ds, dataset)
+
+
+def train_loader(ds: _Section, dataset: dict[str, Any]) -> dict[str, Any]:
+    """The loader keys of a BasicSR training set around an already converted ``dataset``."""
     ds.need("batch_size_per_gpu", "the batch size")
     loader: dict[str, Any] = {"dataset": dataset, "batch_size": ds.as_int("batch_size_per_gpu", minimum=1)}
     loader["num_workers"] = ds.as_int("num_worker_per_gpu", 0)

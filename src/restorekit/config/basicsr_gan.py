@@ -26,7 +26,6 @@ from typing import Any
 from restorekit.config.basicsr import (
     DROP_PATH,
     DROP_TOP,
-    DROP_TRAIN_SET,
     DROP_VAL_SET,
     LOSSES,
     _dataset,
@@ -38,6 +37,7 @@ from restorekit.config.basicsr import (
     _Section,
     _train_set,
     _val_options,
+    train_loader,
 )
 
 DISCRIMINATORS = ("VGGStyleDiscriminator", "UNetDiscriminatorSN")
@@ -214,20 +214,7 @@ def _realesrgan_train_set(ds: _Section) -> dict[str, Any]:
     if ds.get("gt_size") is not None:
         ds.as_int("gt_size", minimum=1)
         ds.note("gt_size", "dropped — Real-ESRGAN crops at the top-level gt_size (degradation.gt_size)")
-    ds.need("batch_size_per_gpu", "the batch size")
-    loader: dict[str, Any] = {"dataset": dataset, "batch_size": ds.as_int("batch_size_per_gpu", minimum=1)}
-    loader["num_workers"] = ds.as_int("num_worker_per_gpu", 0)
-    if ds.get("prefetch_mode") is not None:
-        loader["prefetch"] = ds.choice("prefetch_mode", ("cpu", "cuda"), "prefetch modes (or ~)")
-    if "pin_memory" in ds:
-        loader["pin_memory"] = ds.as_bool("pin_memory", False)
-    if "use_shuffle" in ds:
-        if not ds.as_bool("use_shuffle", True):
-            ds.fail("use_shuffle", "false is not supported; restorekit always shuffles the training set")
-        ds.note("use_shuffle", "dropped — restorekit always shuffles the training set")
-    ds.drop(DROP_TRAIN_SET)
-    ds.done()
-    return loader
+    return train_loader(ds, dataset)
 
 
 def _strs(section: _Section, key: str) -> list[str]:

@@ -187,6 +187,16 @@ def _pair(gt: _Store, lq: _Store, names: list[str], filename_tmpl: str, scale: i
     return pairs
 
 
+def gt_refs(store: _Store, meta_info: str | None, skip_corrupt: bool) -> list[str]:
+    """What a GT-only dataset reads: file paths (checked for zero-byte files) or LMDB keys."""
+    names = _gt_names(store, meta_info)
+    if store.backend != "disk":
+        return names
+    refs = [str(Path(store.root) / n) for n in names]
+    _check_not_empty(refs, skip_corrupt)
+    return refs
+
+
 def _check_not_empty(paths: list[str], skip_corrupt: bool) -> None:
     """Report zero-byte files at construction: a cheap stat, not a decode."""
     if skip_corrupt:
@@ -340,12 +350,7 @@ class BicubicDataset(_SRDataset):
         super().__init__(scale, gt_size, use_hflip, use_rot, skip_corrupt)
         self.degrade_on = degrade_on
         self.gt_store = _Store(str(dataroot_gt), io_backend, "dataroot_gt", cache_images)
-        names = _gt_names(self.gt_store, meta_info)
-        if io_backend == "disk":
-            self.refs = [str(Path(dataroot_gt) / n) for n in names]
-            _check_not_empty(self.refs, skip_corrupt)
-        else:
-            self.refs = names
+        self.refs = gt_refs(self.gt_store, meta_info, skip_corrupt)
 
     def __len__(self) -> int:
         return len(self.refs)

@@ -21,14 +21,13 @@ function of its key — whichever worker makes it. Gray images are repeated to t
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
-from restorekit.data.datasets import Backend, _check_not_empty, _gt_names, _SRDataset, _Store
+from restorekit.data.datasets import Backend, _SRDataset, _Store, gt_refs
 from restorekit.data.degradations.kernels import (
     KERNEL_TYPES,
     BlurKernelOptions,
@@ -108,12 +107,7 @@ class RealESRGANDataset(_SRDataset):
         check_probability("final_sinc_prob", final_sinc_prob)
         self.final_sinc_prob = final_sinc_prob
         self.gt_store = _Store(str(dataroot_gt), io_backend, "dataroot_gt", cache_images)
-        names = _gt_names(self.gt_store, meta_info)
-        if io_backend == "disk":
-            self.refs = [str(Path(dataroot_gt) / n) for n in names]
-            _check_not_empty(self.refs, skip_corrupt)
-        else:
-            self.refs = names
+        self.refs = gt_refs(self.gt_store, meta_info, skip_corrupt)
 
     def __len__(self) -> int:
         return len(self.refs)
