@@ -13,7 +13,9 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -95,6 +97,24 @@ def write_section(section: str, text: str, path: Path = RESULTS) -> None:
         body = body.rstrip("\n") + "\n\n" + text
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(body.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def run_section(args: Any, section: str, measure: Callable[[Any], str]) -> int:
+    """Shared ``main()`` body: device check, ``--threads``, measure, write the section, print it.
+
+    The thread count is restored afterwards because the smoke tests call ``main()`` in-process.
+    """
+    check_device(args.device)
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        text = measure(args)
+    finally:
+        torch.set_num_threads(threads)
+    write_section(section, text, args.results)
+    print(f"\n{text}\nwritten to {args.results}")
+    return 0
 
 
 def _decode_rate(seconds: float, queue: mp.Queue) -> None:  # type: ignore[type-arg]

@@ -41,7 +41,14 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from _common import RESULTS, check_device, load_average, machine, parallel_speedup, sync, write_section
+from _common import (
+    RESULTS,
+    load_average,
+    machine,
+    parallel_speedup,
+    run_section,
+    sync,
+)
 
 import restorekit.archs
 import restorekit.data
@@ -274,18 +281,7 @@ def measure(args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    check_device(args.device)
-    threads = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        text = measure(args)
-    finally:  # leave the process as it was (main() is also called from the smoke test)
-        torch.set_num_threads(threads)
-    write_section(SECTION, text, args.results)
-    print(f"\n{text}\nwritten to {args.results}")
-    return 0
+    return run_section(parse_args(argv), SECTION, measure)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import RESULTS, check_device, load_average, machine, sync, write_section
+from _common import RESULTS, load_average, machine, run_section, sync
 from train_step import ADAM, NETWORKS, SCALE, BareLoop, CycleBatches, clock, make_batches, since
 
 from restorekit.config import validate_config
@@ -391,18 +391,7 @@ def measure(args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    check_device(args.device)
-    threads = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        text = measure(args)
-    finally:  # leave the process as it was (main() is also called from the smoke test)
-        torch.set_num_threads(threads)
-    write_section(SECTION, text, args.results)
-    print(f"\n{text}\nwritten to {args.results}")
-    return 0
+    return run_section(parse_args(argv), SECTION, measure)
 
 
 if __name__ == "__main__":
