@@ -248,3 +248,19 @@ def test_canonicalize_rules() -> None:
         canonicalize({"a": t, "module.a": u})
     with pytest.raises(WeightsError, match="empty"):
         canonicalize({})
+
+
+def test_wrapper_choice_is_reported_by_loaders(tmp_path: Path) -> None:
+    from restorekit.archs.export import read_network
+    from restorekit.inference.export import load_any
+
+    kwargs = dict(num_in_ch=3, num_out_ch=3, num_feat=4, num_block=1, upscale=2)
+    ema, raw = _random_model("EDSR", kwargs, 0), _random_model("EDSR", kwargs, 1)
+    path = tmp_path / "EDSR_x2.pth"
+    torch.save({"params": raw.state_dict(), "params_ema": ema.state_dict()}, path)
+    net, notes = read_network(path)
+    assert len(notes) == 1 and "'params_ema'" in notes[0] and "params" in notes[0]
+    assert torch.equal(net.conv_first.weight, ema.conv_first.weight)
+    net, notes = read_network(path, param_key="params")
+    assert notes == [] and torch.equal(net.conv_first.weight, raw.conv_first.weight)
+    assert load_any(path)[1] == read_network(path)[1]  # `restorekit infer` prints the same note

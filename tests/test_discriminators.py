@@ -19,10 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import restorekit.archs  # noqa: F401  (registration)
-from restorekit.archs.detect import load_weights_file
 from restorekit.archs.discriminators import recognize_unet_sn, recognize_vgg_style
 from restorekit.registry import ARCHS
-from restorekit.weights import load_checked
+from restorekit.weights import load_into, read_state_dict
 
 
 @pytest.fixture(autouse=True)
@@ -130,10 +129,11 @@ def test_released_unet_checkpoint_loads_by_key_and_matches_reference(tmp_path: P
                     m.train()(torch.rand(1, m.in_channels, 8, 8))
     sd = official.state_dict()
     torch.save({"params": sd}, tmp_path / "RealESRGAN_x4plus_netD.pth")  # BasicSR's wrapper
-    loaded = load_weights_file(tmp_path / "RealESRGAN_x4plus_netD.pth")
+    loaded, note = read_state_dict(tmp_path / "RealESRGAN_x4plus_netD.pth")
+    assert note is None  # only one wrapper key: no choice to report
     assert recognize_unet_sn(loaded) == {"num_in_ch": 3, "num_feat": 4, "skip_connection": True}
     ours = ARCHS.build({"type": "UNetDiscriminatorSN", "num_in_ch": 3, "num_feat": 4})
-    load_checked(ours, loaded, "netD")
+    assert load_into(ours, loaded, "strict", "netD") == []
     x = torch.rand(2, 3, 16, 16)
     with torch.no_grad():
         out = ours.eval()(x)
@@ -172,7 +172,7 @@ def test_vgg_style_matches_reference_and_round_trips(size: int) -> None:
     kwargs = recognize_vgg_style(sd)
     assert kwargs == {"num_in_ch": 3, "num_feat": 2, "input_size": size}
     again = ARCHS.build({"type": "VGGStyleDiscriminator", **kwargs})
-    load_checked(again, sd, "netD")
+    load_into(again, sd, "strict", "netD")
     x = torch.rand(2, 3, size, size)
     with torch.no_grad():
         out = again.eval()(x)

@@ -15,9 +15,11 @@ from safetensors.torch import load_file
 from conftest import tiny_config, write_config
 from restorekit.archs import EDSR, MSRResNet
 from restorekit.archs.export import load_network
+from restorekit.archs.info import ArchInfo, arch_info
 from restorekit.cli import main
 from restorekit.config import dump_config, load_config
 from restorekit.engine.checkpoint import save_checkpoint
+from restorekit.errors import WeightsError
 
 
 def edsr(seed: int) -> EDSR:
@@ -107,3 +109,34 @@ def test_export_official_pth_and_errors(tmp_path: Path, capsys: pytest.CaptureFi
     assert "must end in .safetensors" in capsys.readouterr().err
     assert main(["export", str(pth)]) == 2
     assert "-o OUT.safetensors and/or --onnx" in capsys.readouterr().err
+
+
+def test_one_checkpoint_folder_format_for_engine_and_inference(run_dir: Path, tmp_path: Path) -> None:
+    import restorekit.engine.checkpoint as engine_ckpt
+    import restorekit.inference.export as inference_export
+    from restorekit import ckptdir
+
+    # one definition, used by the writer and the reader
+    assert engine_ckpt.STATE_FILE is ckptdir.STATE_FILE
+    assert engine_ckpt.list_checkpoints is ckptdir.list_checkpoints
+    assert engine_ckpt.latest_checkpoint is ckptdir.latest_checkpoint
+    assert inference_export.find_checkpoint is ckptdir.find_checkpoint
+    found = ckptdir.list_checkpoints(run_dir)
+    assert [it for it, _ in found] == [10, 20]  # iter_30 is incomplete
+    assert ckptdir.latest_checkpoint(run_dir) == run_dir / "checkpoints" / "iter_20"
+    assert ckptdir.find_checkpoint(run_dir) == run_dir / "checkpoints" / "iter_20"
+    ckpt = run_dir / "checkpoints" / "iter_10"
+    assert ckptdir.find_checkpoint(ckpt) == ckpt
+    assert ckptdir.latest_checkpoint(tmp_path / "nowhere") is None
+    empty = tmp_path / "empty_run"
+    (empty / "checkpoints" / "iter_5").mkdir(parents=True)
+    with pytest.raises(WeightsError, match="run folder has no complete checkpoint"):
+        ckptdir.find_checkpoint(empty)
+
+
+def test_export_metadata_has_arch_info(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model.safetensors"
+    assert main(["export", str(run_dir), "-o", str(out)]) == 0
+    info = ArchInfo.from_json(metadata(out)["info"])
+    assert info == ArchInfo("restoration", 3, 3, scale=2)
+    assert arch_info(load_network(out)) == info

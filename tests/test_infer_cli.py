@@ -228,3 +228,30 @@ def test_precision_choices_on_cpu(model: Path) -> None:
     assert bf16.dtype == torch.bfloat16
     half = bf16(img)
     assert 0 < np.abs(half - full).max() < 0.05  # runs in bf16: close, but not bit-identical
+
+
+def test_pick_device_is_one_rule() -> None:
+    from restorekit.device import pick_device
+    from restorekit.errors import ConfigError
+    from restorekit.inference import precision
+
+    assert precision.pick_device is pick_device  # inference uses the shared rule
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(ConfigError, match="expected auto, cpu, cuda or cuda:N"):
+        pick_device("tpu")
+    with pytest.raises(ConfigError, match="expected auto, cpu, cuda or cuda:N"):
+        pick_device("cuda:x")
+    if torch.cuda.is_available():
+        n = torch.cuda.device_count()
+        assert pick_device("auto", local_rank=n - 1) == torch.device("cuda", n - 1)
+        assert pick_device("cuda", local_rank=n - 1) == torch.device("cuda", n - 1)
+        assert pick_device("cuda:0", local_rank=n - 1) == torch.device("cuda", 0)
+        with pytest.raises(ConfigError, match="only"):
+            pick_device(f"cuda:{n}")
+    else:
+        assert pick_device("auto", local_rank=3) == torch.device("cpu")
+        for asked in ("cuda", "cuda:1"):
+            with pytest.raises(ConfigError) as info:
+                pick_device(asked)
+            assert "no CUDA device is available" in str(info.value) and "\n" not in str(info.value)

@@ -6,14 +6,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
 import torch
 
 from restorekit.archs.export import export_network
+from restorekit.archs.info import ArchInfo, arch_info
 from restorekit.cli import main
 from restorekit.registry import ARCHS
+
+# ONNX export is an optional extra (pip install 'restorekit[onnx]'); without it there is nothing here to test
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
 
 EDSR_X2 = {"type": "EDSR", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 8, "num_block": 1, "upscale": 2}
 
@@ -55,8 +58,10 @@ def test_onnx_matches_pytorch_at_any_size(
     assert main(["export", str(tmp_path / "m.safetensors"), "--onnx", str(out)]) == 0
     assert "onnxruntime check: max |onnx - torch|" in capsys.readouterr().out
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
-    assert meta["arch"] == spec["type"] and meta["scale"] == str(net.scale)
-    assert meta["size_multiple"] == str(getattr(net, "size_multiple", 1))
+    info = arch_info(net)
+    assert meta["arch"] == spec["type"] and meta["scale"] == str(net.scale) == str(info.scale)
+    assert meta["size_multiple"] == str(info.size_multiple)
+    assert ArchInfo.from_json(meta["info"]) == info
     for n, h, w in sizes:  # none is the export's 32×32 sample
         x = torch.rand(n, 3, h, w)
         with torch.no_grad():

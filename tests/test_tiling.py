@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from restorekit.archs import EDSR, RRDBNet
+from restorekit.archs import EDSR
+from restorekit.archs.info import arch_info
 from restorekit.errors import RestorekitError
 from restorekit.inference.tiling import (
     axis_weights,
@@ -26,6 +27,8 @@ from restorekit.inference.tiling import (
     plan_axis,
     tiled_forward,
 )
+from restorekit.inference.upscale import Upscaler
+from restorekit.registry import ARCHS
 
 
 def conv_net(layers: int, scale: int, seed: int = 0) -> nn.Module:
@@ -151,15 +154,36 @@ def test_unshuffle_net_tiles_stay_phase_aligned() -> None:
     assert np.abs(tiled_forward(net, padded, tile=32, overlap=13)[:102, :102] - ref).max() > 1e-3
 
 
-def test_rrdbnet_pixel_unshuffle_any_size() -> None:
+def _rrdbnet(scale: int) -> nn.Module:
     torch.manual_seed(0)
+    spec = {"type": "RRDBNet", "num_in_ch": 3, "num_out_ch": 3, "scale": scale, "num_feat": 8,
+            "num_block": 1, "num_grow_ch": 4}  # fmt: skip
+    return ARCHS.build(spec).eval()
+
+
+def test_rrdbnet_pixel_unshuffle_any_size() -> None:
     for scale in (1, 2):
-        net = RRDBNet(3, 3, scale=scale, num_feat=8, num_block=1, num_grow_ch=4).eval()
+        net = _rrdbnet(scale)
+        multiple = arch_info(net).size_multiple
+        assert multiple == {1: 4, 2: 2}[scale]
         x = torch.rand(3, 37, 29)
-        out = tiled_forward(net, x, tile=32, overlap=8, multiple=net.size_multiple)
+        out = tiled_forward(net, x, tile=32, overlap=8, multiple=multiple)
         assert out.shape == (37 * scale, 29 * scale, 3)
-        full = tiled_forward(net, x, tile=0, overlap=8, multiple=net.size_multiple)
+        full = tiled_forward(net, x, tile=0, overlap=8, multiple=multiple)
         assert np.abs(out - full).max() < 0.05  # deep net: not exact, but close
+
+
+def test_upscaler_sizes_tiles_for_the_size_multiple() -> None:
+    net = _rrdbnet(1)  # ×1 unshuffles by 4: every tile side and start must be a multiple of 4
+    seen: list[tuple[int, ...]] = []
+    net.register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape)))
+    up = Upscaler(net, tile=10, tile_overlap=4)
+    assert up.multiple == 4 and up.net_scale == 1
+    img = np.random.default_rng(0).random((21, 30, 3), dtype=np.float32)
+    out = up.restore(img).color
+    assert out.shape == (21, 30, 3)
+    assert len(seen) == up.count_tiles(img) > 4
+    assert all(h % 4 == 0 and w % 4 == 0 and h <= 10 and w <= 10 for _, _, h, w in seen), seen
 
 
 def test_device_batches_are_bounded_by_the_tile() -> None:

@@ -6,11 +6,21 @@ no matter how its file is named — BasicSR's ``*_arch.py`` suffix rule is a kno
 calling it, so a typo in a config is reported by name instead of failing deep inside a
 constructor. The built object remembers how it was built (``spec_of``), which is what lets a
 trained network export itself with its architecture name and arguments.
+
+Each registry knows the package that fills it (``ARCHS`` → ``restorekit.archs``) and imports it
+on the first lookup, so ``from restorekit.registry import ARCHS; ARCHS.build(...)`` works in a
+fresh interpreter instead of reporting an unknown name with an empty list of known ones. The
+import is by name (``importlib``) on purpose: this module sits at the bottom of the import flow
+and must not import those packages statically; a lookup is the moment they are needed anyway.
+
+``register(name, **meta)`` also stores free-form metadata per name (e.g. an architecture's
+``info=`` declaration, see ``restorekit.archs.info``), read back with ``meta(name)``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import inspect
 import typing
 from collections.abc import Callable, Mapping
@@ -26,30 +36,58 @@ _SPEC_ATTR = "_restorekit_spec"
 class Registry(Generic[T]):
     """A mapping from names to constructors (classes or factories) of one kind of part."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, package: str | None = None) -> None:
         self.kind = kind
+        self.package = package
         self._items: dict[str, Callable[..., T]] = {}
+        self._meta: dict[str, dict[str, Any]] = {}
+        self._filled = package is None
 
-    def register(self, name: str | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
-        """Decorator: ``@ARCHS.register("EDSR")``; the default name is the object's ``__name__``."""
+    def _fill(self) -> None:
+        """Import the package that registers this kind of part, once (see the module docstring)."""
+        if self._filled or self.package is None:
+            return
+        self._filled = True  # set first: the package's own lookups while importing must not recurse
+        try:
+            importlib.import_module(self.package)
+        except BaseException:
+            self._filled = False
+            raise
+
+    def register(
+        self, name: str | None = None, **meta: Any
+    ) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator: ``@ARCHS.register("EDSR", info=...)``; the default name is ``__name__``.
+
+        ``meta`` is stored as given and returned by ``meta(name)``.
+        """
 
         def decorator(obj: Callable[..., T]) -> Callable[..., T]:
             key = name or obj.__name__
             if key in self._items and self._items[key] is not obj:
                 raise ValueError(f"{self.kind} {key!r} is registered twice")
             self._items[key] = obj
+            self._meta[key] = dict(meta)
             return obj
 
         return decorator
 
+    def meta(self, name: str) -> dict[str, Any]:
+        """The metadata registered with ``name`` (a copy); ``{}`` when there is none."""
+        self._fill()
+        return dict(self._meta.get(name, {}))
+
     def names(self) -> list[str]:
+        self._fill()
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
+        self._fill()
         return name in self._items
 
     def get(self, name: str, where: str = "type") -> Callable[..., T]:
         """The constructor registered as ``name``; an unknown name lists the known ones."""
+        self._fill()
         try:
             return self._items[name]
         except KeyError:
@@ -161,8 +199,8 @@ def record_spec(obj: Any, spec: Mapping[str, Any]) -> None:
     setattr(obj, _SPEC_ATTR, dict(spec))
 
 
-ARCHS: Registry[Any] = Registry("architecture")
-LOSSES: Registry[Any] = Registry("loss")
-DATASETS: Registry[Any] = Registry("dataset")
-METRICS: Registry[Any] = Registry("metric")
-TASKS: Registry[Any] = Registry("task")
+ARCHS: Registry[Any] = Registry("architecture", "restorekit.archs")
+LOSSES: Registry[Any] = Registry("loss", "restorekit.losses")
+DATASETS: Registry[Any] = Registry("dataset", "restorekit.data")
+METRICS: Registry[Any] = Registry("metric", "restorekit.metrics")
+TASKS: Registry[Any] = Registry("task", "restorekit.tasks")

@@ -12,7 +12,7 @@ import os
 
 from torch import Tensor, nn
 
-from restorekit.weights import load_checked, load_state_dict_file
+from restorekit.weights import load_into, read_state_dict
 
 ALEXNET_WEIGHTS_FILE = "alexnet-owt-7be5be79.pth"
 ALEXNET_CHANNELS = (64, 192, 384, 256, 256)
@@ -45,10 +45,9 @@ class AlexNetFeatures(nn.Module):
             nn.ReLU(),
         )
         if weights_path is not None:
-            state = load_state_dict_file(weights_path)
-            load_checked(
-                self, {k: v for k, v in state.items() if not k.startswith("classifier.")}, weights_path
-            )
+            state, _ = read_state_dict(weights_path)
+            trunk = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+            load_into(self, trunk, "strict", weights_path)
         self.requires_grad_(False)
         self.eval()
 

@@ -5,13 +5,12 @@ Each family module infers its constructor arguments from key names and tensor sh
 proposed model on the ``meta`` device (no memory, no compute) and requires exactly the same keys
 and shapes, so a returned ``(name, kwargs)`` is guaranteed to load with ``strict=True``.
 
-Loading never runs code from a file: ``.pth``/``.pt``/``.ckpt`` go through
-``torch.load(weights_only=True)`` and ``.safetensors`` through safetensors.
+Reading files and undoing wrappers/prefixes is ``restorekit.weights.read_state_dict`` (the one
+reader); ``canonicalize`` and ``load_weights_file`` here are its state-dict-only forms.
 """
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,28 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from restorekit.archs import edsr, rrdbnet, srresnet, srvgg, wdsr
+from restorekit.archs import edsr, rcan, ridnet, rrdbnet, srresnet, srvgg, swinir, wdsr
 from restorekit.errors import RestorekitError, WeightsError
 from restorekit.registry import ARCHS, record_spec
+from restorekit.weights import (
+    STRIP_PREFIXES,
+    WEIGHT_SUFFIXES,
+    WRAPPER_KEYS,
+    load_into,
+    read_state_dict,
+    unwrap_state_dict,
+)
+
+__all__ = [
+    "RECOGNIZERS",
+    "STRIP_PREFIXES",
+    "WEIGHT_SUFFIXES",
+    "WRAPPER_KEYS",
+    "build_from_state_dict",
+    "canonicalize",
+    "detect_arch",
+    "load_weights_file",
+]
 
 Recognizer = Callable[[Mapping[str, Tensor]], dict[str, Any] | None]
 
@@ -34,49 +52,19 @@ RECOGNIZERS: list[tuple[str, Recognizer]] = [
     ("WDSR_A", wdsr.recognize_a),
     ("WDSR_B", wdsr.recognize_b),
     ("SRVGGNetCompact", srvgg.recognize),
+    ("RCAN", rcan.recognize),
+    ("RIDNet", ridnet.recognize),
+    ("SwinIR", swinir.recognize),
 ]
-
-# Checkpoint wrappers, most preferred first: BasicSR/Real-ESRGAN save {"params", "params_ema"}
-# (the EMA weights are the better model); Lightning and others use "state_dict" or "model".
-WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
-# Prefixes added by DistributedDataParallel/DataParallel and by torch.compile.
-STRIP_PREFIXES = ("module.", "_orig_mod.")
-WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
 
 
 def canonicalize(obj: Any, where: str = "checkpoint") -> dict[str, Tensor]:
     """A plain ``{key: tensor}`` state dict from a loaded checkpoint object.
 
-    Unwraps ``params_ema`` > ``params`` > ``state_dict`` > ``model`` (repeatedly, for nested
-    wrappers) and strips ``module.``/``_orig_mod.`` prefixes. ``where`` names the source in errors.
+    ``weights.unwrap_state_dict`` without its note: ``params_ema`` > ``params`` > ``state_dict``
+    > ``model``, ``module.``/``_orig_mod.`` prefixes stripped; ``where`` names the source.
     """
-    for _ in range(len(WRAPPER_KEYS) + 1):
-        if not isinstance(obj, Mapping):
-            break
-        inner = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping) and obj[k]), None)
-        if inner is None:
-            break
-        obj = inner
-    if not isinstance(obj, Mapping):
-        raise WeightsError(
-            f"{where}: expected a state dict (a mapping of names to tensors), got {type(obj).__name__}"
-        )
-    if not obj:
-        raise WeightsError(f"{where}: the state dict is empty")
-    out: dict[str, Tensor] = {}
-    for key, value in obj.items():
-        if not isinstance(value, Tensor):
-            raise WeightsError(
-                f"{where}: entry {key!r} is a {type(value).__name__}, not a tensor; expected a state dict "
-                f"or one wrapped in {', '.join(WRAPPER_KEYS)}"
-            )
-        name = str(key)
-        while name.startswith(STRIP_PREFIXES):
-            name = name.split(".", 1)[1]
-        if name in out:
-            raise WeightsError(f"{where}: key {name!r} appears twice once prefixes are stripped")
-        out[name] = value
-    return out
+    return unwrap_state_dict(obj, where)[0]
 
 
 def _verify(name: str, kwargs: dict[str, Any], sd: Mapping[str, Tensor]) -> str | None:
@@ -120,48 +108,9 @@ def detect_arch(state_dict: Mapping[str, Tensor], where: str = "state dict") -> 
     )
 
 
-def _first_line(exc: BaseException, limit: int = 160) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
 def load_weights_file(path: str | Path) -> dict[str, Tensor]:
-    """Read a weights file into a canonical CPU state dict, never executing pickled code.
-
-    ``.safetensors`` via safetensors; ``.pth``/``.pt``/``.ckpt`` via
-    ``torch.load(map_location="cpu", weights_only=True)``. Every failure is a ``WeightsError``
-    naming the path.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise WeightsError(f"{p}: weights file not found")
-    suffix = p.suffix.lower()
-    if suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            obj: Any = load_file(str(p), device="cpu")
-        except Exception as exc:  # safetensors raises its own error types for corrupt headers
-            raise WeightsError(f"{p}: not a readable safetensors file ({_first_line(exc)})") from None
-    elif suffix in WEIGHT_SUFFIXES:
-        try:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            if "weights only load failed" in str(exc).lower():
-                raise WeightsError(
-                    f"{p}: refused to load: the file pickles objects other than tensors and plain "
-                    f"containers (possibly code); re-save its state_dict or convert it to .safetensors"
-                ) from None
-            raise WeightsError(f"{p}: not a PyTorch weights file ({_first_line(exc)})") from None
-        except Exception as exc:  # truncated zip, random bytes, ...
-            raise WeightsError(f"{p}: not a PyTorch weights file ({_first_line(exc)})") from None
-    else:
-        raise WeightsError(
-            f"{p}: unsupported weights file extension {suffix or '(none)'!r}; "
-            f"expected one of {', '.join(WEIGHT_SUFFIXES)}"
-        )
-    return canonicalize(obj, where=str(p))
+    """``weights.read_state_dict(path)[0]``: a canonical CPU state dict, never running pickled code."""
+    return read_state_dict(path)[0]
 
 
 def build_from_state_dict(state_dict: Mapping[str, Any], where: str = "state dict") -> nn.Module:
@@ -173,9 +122,6 @@ def build_from_state_dict(state_dict: Mapping[str, Any], where: str = "state dic
     sd = canonicalize(state_dict, where)
     name, kwargs = detect_arch(sd, where)
     model = ARCHS.build({"type": name, **kwargs})
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as exc:  # cannot happen after _verify unless dtypes are exotic
-        raise WeightsError(f"{where}: weights do not load into {name}: {_first_line(exc)}") from None
+    load_into(model, sd, "strict", where)
     record_spec(model, {"type": name, **kwargs})
     return model.eval()

@@ -20,8 +20,8 @@ buffers, so they are saved with the network and a resumed run continues the same
 The VGG-style network ends in fully connected layers sized for a 4×4 map, so it only accepts
 ``input_size`` × ``input_size`` images (the adversarial task checks the training patch size
 against it when the config is read); the U-Net accepts any size divisible by 8 and scores every
-pixel. Discriminators set ``is_discriminator`` so generic code (tests, export) can tell them apart
-from restoration networks.
+pixel. Their ``ArchInfo`` (``purpose="discriminator"``, declared at registration) is how generic
+code (tests, export, inference) tells them apart from restoration networks.
 """
 
 from __future__ import annotations
@@ -31,12 +31,23 @@ from typing import Any, Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from restorekit.archs.info import ArchInfo
 from restorekit.archs.layers.keys import StateDict, shape_of
 from restorekit.errors import ConfigError
 from restorekit.registry import ARCHS
 
 
-@ARCHS.register("VGGStyleDiscriminator")
+def _vgg_style_info(kw: dict[str, Any]) -> ArchInfo:
+    """One logit per image of exactly ``input_size``², so tiles would be meaningless."""
+    return ArchInfo("discriminator", kw["num_in_ch"], 1, input_size=kw["input_size"], tileable=False)
+
+
+def _unet_info(kw: dict[str, Any]) -> ArchInfo:
+    """A logit per pixel at the input's size; sides divisible by 8 (three ×2 stages)."""
+    return ArchInfo("discriminator", kw["num_in_ch"], 1, size_multiple=8, tileable=False)
+
+
+@ARCHS.register("VGGStyleDiscriminator", info=_vgg_style_info)
 class VGGStyleDiscriminator(nn.Module):
     """Strided conv + BatchNorm stages down to 4×4, then two linear layers → one logit per image.
 
@@ -46,9 +57,6 @@ class VGGStyleDiscriminator(nn.Module):
         input_size: 128 (five stride-2 stages) or 256 (six).
     """
 
-    is_discriminator = True
-    supports_fp16: bool = True
-    supports_channels_last: bool = True
 
     def __init__(self, num_in_ch: int = 3, num_feat: int = 64, input_size: Literal[128, 256] = 128) -> None:
         super().__init__()
@@ -90,7 +98,7 @@ class VGGStyleDiscriminator(nn.Module):
         return self.linear2(feat)
 
 
-@ARCHS.register("UNetDiscriminatorSN")
+@ARCHS.register("UNetDiscriminatorSN", info=_unet_info)
 class UNetDiscriminatorSN(nn.Module):
     """Real-ESRGAN's U-Net discriminator: per-pixel realness logits, spectral norm on inner convs.
 
@@ -100,9 +108,6 @@ class UNetDiscriminatorSN(nn.Module):
         skip_connection: add encoder features to the decoder (the released models do).
     """
 
-    is_discriminator = True
-    supports_fp16: bool = True
-    supports_channels_last: bool = True
     size_multiple = 8  # three ×2 down/up stages
 
     def __init__(self, num_in_ch: int = 3, num_feat: int = 64, skip_connection: bool = True) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from restorekit.archs.info import ArchInfo
 from restorekit.archs.layers import (
     DIV2K_RGB_MEAN,
     ResidualBlockNoBN,
@@ -34,7 +35,11 @@ from restorekit.registry import ARCHS
 _PREFIXES = ("conv_first", "body", "conv_after_body", "upsample", "conv_last")
 
 
-@ARCHS.register("EDSR")
+def _info(kw: dict[str, Any]) -> ArchInfo:
+    return ArchInfo("restoration", kw["num_in_ch"], kw["num_out_ch"], scale=kw["upscale"])
+
+
+@ARCHS.register("EDSR", info=_info)
 class EDSR(nn.Module):
     """EDSR: conv → residual blocks (no BN) → conv, global skip, sub-pixel upsampler.
 
@@ -48,8 +53,6 @@ class EDSR(nn.Module):
         rgb_mean: per-channel mean subtracted before (and added after) the network, in [0, 1].
     """
 
-    supports_fp16: bool = True
-    supports_channels_last: bool = True
 
     def __init__(
         self,

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from restorekit.errors import ConfigError
-from restorekit.weights import load_checked, load_state_dict_file
+from restorekit.weights import load_into, read_state_dict
 
 FID_INCEPTION_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
 FID_INPUT_SIZE = 299
@@ -176,14 +176,16 @@ class InceptionE(nn.Module):
         return torch.cat([b1, b3, bd, bp], 1)
 
 
-def resize_for_fid(x: Tensor) -> Tensor:
+def resize_for_fid(x: Tensor, size: int = FID_INPUT_SIZE) -> Tensor:
     """Bilinear resize to 299x299 exactly as pytorch-fid (``align_corners=False``, no antialias).
 
-    Skipped when the input already is 299x299: the interpolation is then the identity.
+    Skipped when the input already has that size: the interpolation is then the identity.
+    ``size`` other than 299 only serves quick tests with random weights (75 is the smallest the
+    network accepts); such features are not comparable with published numbers.
     """
-    if tuple(x.shape[-2:]) == (FID_INPUT_SIZE, FID_INPUT_SIZE):
+    if tuple(x.shape[-2:]) == (size, size):
         return x
-    return F.interpolate(x, size=(FID_INPUT_SIZE, FID_INPUT_SIZE), mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
 
 class FIDInception(nn.Module):
@@ -191,19 +193,26 @@ class FIDInception(nn.Module):
 
     ``dims=2048`` (the default, and what papers report) is the pool3 output; 64, 192 and 768
     stop early at the blocks pytorch-fid's ``--dims`` offers, averaged over space as it does.
-    Input: NCHW RGB in [0, 1], any size (resized to 299 as pytorch-fid does), scaled to [-1, 1].
+    Input: NCHW RGB in [0, 1], any size (resized to ``input_size``, 299 as pytorch-fid does),
+    scaled to [-1, 1].
     ``weights_path=None`` leaves the network randomly initialised (tests, shape checks); metrics
     resolve the official file with ``restorekit.weights.resolve_weights`` and pass it here. The
     network is frozen and in eval mode: it is a measuring instrument, never trained.
     """
 
     def __init__(
-        self, weights_path: str | os.PathLike[str] | None = None, dims: int = FID_FEATURE_DIM
+        self,
+        weights_path: str | os.PathLike[str] | None = None,
+        dims: int = FID_FEATURE_DIM,
+        input_size: int = FID_INPUT_SIZE,
     ) -> None:
         super().__init__()
         if dims not in FID_DIMS:
             raise ConfigError(f"FID dims must be one of {', '.join(map(str, FID_DIMS))}, got {dims}")
+        if input_size < 75:
+            raise ConfigError(f"FID input_size must be at least 75 (InceptionV3's minimum), got {input_size}")
         self.dims = dims
+        self.input_size = input_size
         self.Conv2d_1a_3x3 = BasicConv2d(3, 32, 3, stride=2)
         self.Conv2d_2a_3x3 = BasicConv2d(32, 32, 3)
         self.Conv2d_2b_3x3 = BasicConv2d(32, 64, 3, padding=1)
@@ -223,7 +232,7 @@ class FIDInception(nn.Module):
         # Unused for FID, but part of the official file; keeping it lets the file load strictly.
         self.fc = nn.Linear(FID_FEATURE_DIM, FID_NUM_CLASSES)
         if weights_path is not None:
-            load_checked(self, load_state_dict_file(weights_path), weights_path)
+            load_into(self, read_state_dict(weights_path)[0], "strict", weights_path)
         self.requires_grad_(False)
         self.eval()
 
@@ -232,7 +241,7 @@ class FIDInception(nn.Module):
         return super().train(False)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = 2.0 * resize_for_fid(x) - 1.0
+        x = 2.0 * resize_for_fid(x, self.input_size) - 1.0
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = F.max_pool2d(x, kernel_size=3, stride=2)
         if self.dims > 64:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from restorekit.archs.info import ArchInfo
 from restorekit.archs.layers import default_init_weights, make_layer, pixel_unshuffle
 from restorekit.archs.layers.keys import StateDict, child_indices, is_consecutive, only_prefixes, shape_of
 from restorekit.errors import ConfigError
@@ -29,6 +30,14 @@ from restorekit.registry import ARCHS
 _PREFIXES = ("conv_first", "body", "conv_body", "conv_up1", "conv_up2", "conv_hr", "conv_last")
 # pixel-unshuffle factor in front of the ×4 trunk, per output scale
 _UNSHUFFLE = {4: 1, 2: 2, 1: 4}
+
+
+def _info(kw: dict[str, Any]) -> ArchInfo:
+    # an unsupported scale has no unshuffle factor; the constructor reports it as a ConfigError
+    multiple = _UNSHUFFLE.get(kw["scale"], 1)
+    return ArchInfo(
+        "restoration", kw["num_in_ch"], kw["num_out_ch"], scale=kw["scale"], size_multiple=multiple
+    )
 
 
 class ResidualDenseBlock(nn.Module):
@@ -66,7 +75,7 @@ class RRDB(nn.Module):
         return self.rdb3(self.rdb2(self.rdb1(x))) * 0.2 + x
 
 
-@ARCHS.register("RRDBNet")
+@ARCHS.register("RRDBNet", info=_info)
 class RRDBNet(nn.Module):
     """ESRGAN / Real-ESRGAN generator.
 
@@ -78,8 +87,6 @@ class RRDBNet(nn.Module):
         num_grow_ch: growth channels of the dense blocks (32).
     """
 
-    supports_fp16: bool = True
-    supports_channels_last: bool = True
     # input sides must be multiples of this (the pixel-unshuffle factor); tiled inference pads
     size_multiple: int = 1
 

@@ -18,6 +18,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from restorekit.archs.info import ArchInfo
 from restorekit.archs.layers import ResidualBlockNoBN, default_init_weights, make_layer
 from restorekit.archs.layers.keys import StateDict, child_indices, is_consecutive, only_prefixes, shape_of
 from restorekit.errors import ConfigError
@@ -26,7 +27,11 @@ from restorekit.registry import ARCHS
 _PREFIXES = ("conv_first", "body", "upconv1", "upconv2", "conv_hr", "conv_last")
 
 
-@ARCHS.register("MSRResNet")
+def _info(kw: dict[str, Any]) -> ArchInfo:
+    return ArchInfo("restoration", kw["num_in_ch"], kw["num_out_ch"], scale=kw["upscale"])
+
+
+@ARCHS.register("MSRResNet", info=_info)
 class MSRResNet(nn.Module):
     """Modified SRResNet: conv → residual blocks → one or two sub-pixel stages → two convs.
 
@@ -37,8 +42,6 @@ class MSRResNet(nn.Module):
         upscale: 2, 3 or 4 (×4 is two ×2 stages).
     """
 
-    supports_fp16: bool = True
-    supports_channels_last: bool = True
 
     def __init__(
         self,

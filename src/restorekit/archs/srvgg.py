@@ -20,6 +20,7 @@ from typing import Any, Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from restorekit.archs.info import ArchInfo
 from restorekit.archs.layers.keys import (
     StateDict,
     child_indices,
@@ -33,6 +34,10 @@ from restorekit.registry import ARCHS
 ActType = Literal["relu", "prelu", "leakyrelu"]
 
 
+def _info(kw: dict[str, Any]) -> ArchInfo:
+    return ArchInfo("restoration", kw["num_in_ch"], kw["num_out_ch"], scale=kw["upscale"])
+
+
 def _activation(act_type: str, num_feat: int) -> nn.Module:
     if act_type == "relu":
         return nn.ReLU(inplace=True)
@@ -43,7 +48,7 @@ def _activation(act_type: str, num_feat: int) -> nn.Module:
     raise ConfigError(f"act_type: expected 'relu', 'prelu' or 'leakyrelu', got {act_type!r}")
 
 
-@ARCHS.register("SRVGGNetCompact")
+@ARCHS.register("SRVGGNetCompact", info=_info)
 class SRVGGNetCompact(nn.Module):
     """Plain conv stack on the LR image, one pixel shuffle at the end, nearest-upsampled skip.
 
@@ -55,8 +60,6 @@ class SRVGGNetCompact(nn.Module):
         act_type: 'prelu' (all official releases), 'leakyrelu' (slope 0.1) or 'relu'.
     """
 
-    supports_fp16: bool = True
-    supports_channels_last: bool = True
 
     def __init__(
         self,

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from restorekit.errors import ConfigError, did_you_mean
-from restorekit.weights import load_checked, load_state_dict_file
+from restorekit.weights import load_into, read_state_dict
 
 VGGArch = Literal["vgg11", "vgg13", "vgg16", "vgg19"]
 
@@ -113,11 +113,11 @@ class VGGFeatures(nn.Module):
 
     def load_torchvision(self, path: str | os.PathLike[str]) -> None:
         """Load the ``features.N.*`` tensors of a torchvision VGG file (classifier keys ignored)."""
-        state = load_state_dict_file(path)
+        state, _ = read_state_dict(path)
         own = self.state_dict()
         picked = {k: v for k, v in state.items() if k in own}
         extra = [k for k in state if k not in own and not self._is_ignorable(k)]
-        load_checked(self, {**picked, **{k: state[k] for k in extra}}, path)
+        load_into(self, {**picked, **{k: state[k] for k in extra}}, "strict", path)
 
     def _is_ignorable(self, key: str) -> bool:
         """Classifier weights and layers deeper than the ones built are expected in the file."""

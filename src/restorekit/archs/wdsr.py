@@ -38,6 +38,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from restorekit.archs.info import ArchInfo
 from restorekit.archs.layers import DIV2K_RGB_MEAN, WeightNormConv2d, default_mean, mean_tensor
 from restorekit.archs.layers.keys import (
     StateDict,
@@ -52,6 +53,10 @@ from restorekit.registry import ARCHS
 
 _PREFIXES = ("head", "body", "tail", "skip")
 OFFICIAL_LOW_RANK_RATIO = 0.8
+
+
+def _info(kw: dict[str, Any]) -> ArchInfo:
+    return ArchInfo("restoration", kw["num_in_ch"], kw["num_out_ch"], scale=kw["upscale"])
 
 
 def wide_channels(num_feat: int, expansion_ratio: float) -> int:
@@ -98,8 +103,6 @@ def _block_b(num_feat: int, wide: int, low_rank: int, res_scale: float) -> _Bloc
 class _WDSR(nn.Module):
     """The shared WDSR skeleton: head, residual body, sub-pixel tail and a 5x5 global skip."""
 
-    supports_fp16: bool = True
-    supports_channels_last: bool = True
 
     def _build(
         self,
@@ -130,7 +133,7 @@ class _WDSR(nn.Module):
         return out / self.img_range + mean
 
 
-@ARCHS.register("WDSR_A")
+@ARCHS.register("WDSR_A", info=_info)
 class WDSRA(_WDSR):
     """WDSR-A: residual blocks with a wide ReLU (conv3x3 → ``expansion_ratio``·num_feat → conv3x3).
 
@@ -172,7 +175,7 @@ class WDSRA(_WDSR):
         )
 
 
-@ARCHS.register("WDSR_B")
+@ARCHS.register("WDSR_B", info=_info)
 class WDSRB(_WDSR):
     """WDSR-B: 1x1 expansion to ``expansion_ratio``·num_feat, ReLU, 1x1 linear low-rank
     reduction to ``int(low_rank_ratio``·num_feat), then a conv3x3 back to num_feat.

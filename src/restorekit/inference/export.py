@@ -3,66 +3,51 @@
 Sources: an exported ``.safetensors`` (architecture in its metadata), an official BasicSR /
 ESRGAN / Real-ESRGAN ``.pth`` (architecture recognised from keys and shapes), a checkpoint folder
 ``experiments/<name>/checkpoints/iter_N/`` or a run folder ``experiments/<name>/`` (its newest
-complete checkpoint). A checkpoint's architecture comes from its ``config.yaml`` (``network_g``,
-with the top-level ``scale`` filled in as the training task does), its weights from
-``net_g_ema.safetensors`` (the EMA copy, the better model) or ``net_g.safetensors`` (``raw``).
+complete checkpoint), whose files are checked against its ``manifest.json`` first. A
+checkpoint's architecture comes from its ``config.yaml`` (``network_g``, with the top-level
+``scale`` filled in as the training task does), its weights from ``net_g_ema.safetensors`` (the
+EMA copy, the better model) or ``net_g.safetensors`` (``raw``).
 Nothing is unpickled: safetensors files, and ``torch.load(weights_only=True)`` for ``.pth``.
 
 ONNX goes through PyTorch's TorchScript-based exporter (``dynamo=False``): it runs offline with
 only the ``onnx`` package, takes a second where the torch.export-based one takes 10-30 s on an
 RRDBNet, and supports dynamic height/width directly. Batch, height and width are dynamic; the
-sides must be multiples of the ``size_multiple`` stored in the model's metadata.
+sides must be multiples of the ``size_multiple`` stored in the model's metadata (with the whole
+``ArchInfo`` as JSON under ``info``). The checkpoint-folder rules are ``restorekit.ckptdir``'s,
+the same module the trainer writes with.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-import re
+import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
-from safetensors.torch import load_file
 from torch import nn
 
 import restorekit.archs  # noqa: F401  (registers the architectures)
-from restorekit.archs.export import FORMAT, export_network, load_network
+from restorekit.archs.export import FORMAT, build_fitting, export_network, read_network
+from restorekit.archs.info import arch_info
+from restorekit.ckptdir import CONFIG_FILE, EMA_FILE, RAW_FILE, find_checkpoint, verify_checkpoint
 from restorekit.errors import ConfigError, RestorekitError, WeightsError
-from restorekit.inference.upscale import network_channels
 from restorekit.registry import ARCHS, spec_of
-from restorekit.weights import load_checked
+from restorekit.weights import check_finite, load_into, read_state_dict
 
-EMA_FILE, RAW_FILE = "net_g_ema.safetensors", "net_g.safetensors"
-# The rule of ``engine.checkpoint.list_checkpoints`` (which inference may not import): a
-# checkpoint folder is complete once its training state is in it.
-_STATE_FILE = "training_state.pt"
-_ITER_DIR = re.compile(r"^iter_(\d+)$")
-
-
-def find_checkpoint(path: str | Path) -> Path:
-    """The checkpoint folder itself, or a run folder's newest complete checkpoint."""
-    p = Path(path)
-    if (p / "config.yaml").is_file() and ((p / EMA_FILE).is_file() or (p / RAW_FILE).is_file()):
-        return p
-    root = p / "checkpoints"
-    if root.is_dir():
-        found = sorted(
-            (int(m.group(1)), c)
-            for c in root.iterdir()
-            if (m := _ITER_DIR.match(c.name)) and (c / _STATE_FILE).is_file()
-        )
-        if found:
-            return found[-1][1]
-        raise WeightsError(
-            f"{p}: run folder has no complete checkpoint (checkpoints/iter_N/ with {_STATE_FILE})"
-        )
-    raise WeightsError(
-        f"{p}: not a checkpoint folder (config.yaml with {EMA_FILE} or {RAW_FILE}) "
-        "nor a run folder (with checkpoints/iter_N/)"
-    )
+__all__ = [
+    "EMA_FILE",
+    "RAW_FILE",
+    "check_onnx",
+    "export_model",
+    "export_onnx",
+    "find_checkpoint",
+    "load_any",
+    "load_checkpoint_network",
+]
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -78,15 +63,6 @@ def _read_config(path: Path) -> dict[str, Any]:
 def load_checkpoint_network(path: str | Path, raw: bool = False) -> tuple[nn.Module, Path, list[str]]:
     """``(network in eval mode, weights file used, notes)`` from a checkpoint or run folder."""
     ckpt = find_checkpoint(path)
-    cfg_path = ckpt / "config.yaml"
-    cfg = _read_config(cfg_path)
-    scale = cfg.get("scale")
-    # the restoration task's arch_extras: the config's scale fills `scale`/`upscale` when unset
-    extras = {} if scale is None else {"scale": scale, "upscale": scale}
-    try:
-        net = ARCHS.build(cfg["network_g"], "network_g", **extras)
-    except ConfigError as exc:
-        raise ConfigError(f"{cfg_path}: {exc}") from None
     notes: list[str] = []
     weights = ckpt / (RAW_FILE if raw else EMA_FILE)
     if not raw and not weights.is_file():
@@ -94,11 +70,25 @@ def load_checkpoint_network(path: str | Path, raw: bool = False) -> tuple[nn.Mod
         notes.append(f"{ckpt}: no {EMA_FILE} (trained without EMA); using {RAW_FILE}")
     if not weights.is_file():
         raise WeightsError(f"{ckpt}: {weights.name} does not exist")
+    cfg_path = ckpt / CONFIG_FILE
+    # the two files read, against the manifest, before either is parsed (a folder trimmed to
+    # its weights still verifies; one saved before manifests gets a note)
+    notes += verify_checkpoint(ckpt, only=(CONFIG_FILE, weights.name))
+    cfg = _read_config(cfg_path)
+    scale = cfg.get("scale")
+    # the restoration task's arch_extras: the config's scale fills `scale`/`upscale` when unset
+    extras = {} if scale is None else {"scale": scale, "upscale": scale}
     try:
-        state = load_file(str(weights), device="cpu")
-    except Exception as exc:  # safetensors raises its own error types
-        raise WeightsError(f"{weights}: not a readable safetensors file ({type(exc).__name__})") from None
-    load_checked(net, state, weights)
+        ARCHS.check(cfg["network_g"], "network_g", **extras)
+    except ConfigError as exc:
+        raise ConfigError(f"{cfg_path}: {exc}") from None
+    state, _ = read_state_dict(weights)
+    check_finite(state, weights)
+    # built on the meta device against the file's shapes first: config.yaml is as untrusted as
+    # an export's metadata, and a `num_block: 1e9` there must not allocate anything
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    net = build_fitting(cfg["network_g"], shapes, weights, f"{cfg_path.name} network_g", **extras)
+    load_into(net, state, "strict", weights)
     return net.eval(), weights, notes
 
 
@@ -111,14 +101,25 @@ def load_any(path: str | Path, raw: bool = False) -> tuple[nn.Module, list[str]]
     if not p.exists():
         raise WeightsError(f"{p}: weights file or checkpoint folder does not exist")
     notes = [f"{p}: --raw applies to checkpoint folders only; ignored"] if raw else []
-    return load_network(p), notes
+    net, read_notes = read_network(p)
+    return net, notes + read_notes
 
 
 def _refuse(path: Path, overwrite: bool, suffixes: tuple[str, ...], what: str) -> None:
+    """Refuse, before any network is loaded, an output that cannot or should not be written."""
     if path.suffix.lower() not in suffixes:
         raise RestorekitError(f"{path}: {what} must end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise RestorekitError(f"{path}: is a directory; {what} names the file to write")
     if path.exists() and not overwrite:
         raise RestorekitError(f"{path}: already exists; pass --overwrite to replace it")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # the folder mkdir would start in
+        folder = folder.parent
+    if not folder.is_dir():
+        raise RestorekitError(f"{path}: cannot be created: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise RestorekitError(f"{path}: cannot be created: {folder} is not writable")
 
 
 def export_model(
@@ -162,9 +163,12 @@ def export_model(
 
 
 def _sample(net: nn.Module, height: int, width: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
-    m = int(getattr(net, "size_multiple", 1))
+    info = arch_info(net)
+    m = info.size_multiple
     gen = torch.Generator().manual_seed(seed)
-    shape = (batch, network_channels(net), -(-height // m) * m, -(-width // m) * m)
+    if info.input_size is not None:
+        height = width = info.input_size
+    shape = (batch, info.in_channels, -(-height // m) * m, -(-width // m) * m)
     return torch.rand(shape, generator=gen)
 
 
@@ -175,6 +179,7 @@ def export_onnx(net: nn.Module, path: str | Path, opset: int = 17) -> Path:
     except ImportError:
         raise RestorekitError("--onnx needs the onnx package: pip install 'restorekit[onnx]'") from None
     p = Path(path)
+    info = arch_info(net)
     net = net.float().cpu().eval()
     x = _sample(net, 32, 32)
     axes = {0: "batch", 2: "height", 3: "width"}
@@ -186,9 +191,9 @@ def export_onnx(net: nn.Module, path: str | Path, opset: int = 17) -> Path:
     }
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False
-    p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.name}.tmp")
     try:
+        p.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript path announces its deprecation
             torch.onnx.export(net, (x,), str(tmp), **kwargs)
@@ -198,8 +203,9 @@ def export_onnx(net: nn.Module, path: str | Path, opset: int = 17) -> Path:
             "format": FORMAT,
             "arch": str(spec.get("type", type(net).__name__)),
             "kwargs": json.dumps({k: v for k, v in spec.items() if k != "type"}),
-            "scale": str(getattr(net, "scale", "")),
-            "size_multiple": str(int(getattr(net, "size_multiple", 1))),
+            "scale": str(info.scale),
+            "size_multiple": str(info.size_multiple),
+            "info": info.to_json(),
         }
         for key, value in meta.items():
             entry = model.metadata_props.add()
@@ -207,6 +213,8 @@ def export_onnx(net: nn.Module, path: str | Path, opset: int = 17) -> Path:
         onnx.checker.check_model(model)
         onnx.save(model, str(tmp))
         tmp.replace(p)
+    except OSError as exc:  # a read-only folder, a full disk, a folder of that name
+        raise RestorekitError(f"{p}: cannot write the ONNX model: {exc.strerror or exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return p

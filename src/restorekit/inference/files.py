@@ -7,13 +7,16 @@ file without ``--overwrite`` is a one-line error, and nothing has been written.
 
 Formats: ``--ext auto`` keeps each input's extension unless it cannot hold the result (16-bit
 samples need PNG/TIFF, alpha needs PNG/TIFF/WebP; then PNG); ``--ext png|jpg`` forces one, and a
-forced JPEG gets a note when it drops 16-bit precision or alpha. Results are quantised in row
+forced JPEG gets a note when it drops 16-bit precision or alpha. A gray + alpha PNG stays gray +
+alpha (``gray_alpha.py``: OpenCV would make it RGBA). Results are quantised in row
 blocks straight into the file's integer type, so a large output never exists as several float
-copies at once.
+copies at once. Each file is written to a temporary name and renamed; a failed write leaves no
+temporary file and is one line naming the output (``PATH: no space left on device``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import sys
@@ -23,10 +26,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from restorekit.archs.info import find_arch_info
 from restorekit.data.io import IMG_EXTENSIONS, is_image_file, read_image_full, scan_images
 from restorekit.errors import DataError, RestorekitError
 from restorekit.inference.export import load_any
-from restorekit.inference.upscale import AlphaMode, Restored, Upscaler
+from restorekit.inference.gray_alpha import encode_gray_alpha_png, is_gray_alpha_png
+from restorekit.inference.upscale import AlphaMode, Restored, Upscaler, check_purpose
 
 EXT_CHOICES = ("auto", "png", "jpg")
 _SIXTEEN_BIT = (".png", ".tif", ".tiff")
@@ -115,8 +120,9 @@ def save_restored(path: Path, result: Restored, bit_depth: int) -> Path:
     top, dtype = (65535.0, np.uint16) if sixteen else (255.0, np.uint8)
     color = result.color
     alpha = result.alpha if ext in _ALPHA_OK else None
-    if alpha is not None and color.shape[2] == 1:
-        color = np.repeat(color, 3, axis=2)  # gray + alpha: files hold RGBA, not two channels
+    gray_alpha = alpha is not None and color.shape[2] == 1 and ext == ".png"
+    if alpha is not None and color.shape[2] == 1 and not gray_alpha:
+        color = np.repeat(color, 3, axis=2)  # TIFF/WebP through OpenCV: RGBA, not two channels
     order = [2, 1, 0] if color.shape[2] == 3 else [0]  # OpenCV writes BGR
     h, w = color.shape[:2]
     q = np.empty((h, w, len(order) + (alpha is not None)), dtype=dtype)
@@ -126,14 +132,46 @@ def save_restored(path: Path, result: Restored, bit_depth: int) -> Path:
         q[r0 : r0 + rows, :, : len(order)] = _quantise(block, top)
         if alpha is not None:
             q[r0 : r0 + rows, :, -1:] = _quantise(alpha[r0 : r0 + rows].copy(), top)
-    ok, encoded = cv2.imencode(ext, q if q.shape[2] > 1 else q[..., 0])
-    if not ok:
-        raise DataError(f"{path}: OpenCV could not encode the image as {ext}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    encoded.tofile(tmp)
-    os.replace(tmp, path)
+    if gray_alpha:
+        encoded: bytes | np.ndarray = encode_gray_alpha_png(q)
+    else:
+        ok, encoded = cv2.imencode(ext, q if q.shape[2] > 1 else q[..., 0])
+        if not ok:
+            raise DataError(f"{path}: OpenCV could not encode the image as {ext}")
+    write_atomic(path, memoryview(encoded).cast("B"))
     return path
+
+
+def write_atomic(path: Path, data: memoryview | bytes) -> None:
+    """Write ``data`` to a temporary name beside ``path``, then rename it over ``path``.
+
+    A failed write (a folder made read-only, a full disk) removes the temporary file, so no
+    0-byte or truncated ``.name.tmpPID`` is left behind, and is one line naming ``path``:
+    ``PATH: no space left on device``.
+    """
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_bytes(tmp, data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        _discard(tmp)
+        why = exc.strerror or str(exc) or type(exc).__name__
+        raise DataError(f"{path}: {why[:1].lower()}{why[1:]}") from None
+    except BaseException:  # Ctrl-C mid-write: still no temporary file left behind
+        _discard(tmp)
+        raise
+
+
+def _write_bytes(path: Path, data: memoryview | bytes) -> None:
+    """The one place output bytes reach the disk (tests replace it to simulate failures)."""
+    with open(path, "wb") as fh:
+        fh.write(data)
+
+
+def _discard(tmp: Path) -> None:
+    with contextlib.suppress(OSError):  # the folder itself became unwritable: nothing more to do
+        tmp.unlink(missing_ok=True)
 
 
 def _quantise(block: np.ndarray, top: float) -> np.ndarray:
@@ -167,6 +205,9 @@ def upscale_files(
     pairs = plan_outputs(files, single, output, ext, overwrite)
     forced = ext != "auto" or (single and Path(output).suffix != "" and not Path(output).is_dir())
     net, notes = load_any(weights, raw=raw)
+    info = find_arch_info(net)
+    if info is not None:  # `restorekit infer` runs whole photos: face models go to `restorekit faces`
+        check_purpose(net, info, allow_face=False)
     upscaler = Upscaler(
         net, device=device, precision=precision, tile=tile, tile_overlap=tile_overlap,
         batch=batch, alpha=alpha, outscale=scale,
@@ -184,13 +225,16 @@ def upscale_files(
     ):
         for src, planned in pairs:
             info = read_image_full(src)
+            img = info.img
+            if img.shape[2] == 4 and is_gray_alpha_png(src):
+                img = np.ascontiguousarray(img[..., [0, 3]])  # OpenCV decodes gray + alpha as RGBA
             dst, line = final_path(planned, info.bit_depth, info.has_alpha, forced)
             if dst != planned and ((dst.exists() and not overwrite) or dst.resolve() in inputs_set):
                 raise RestorekitError(f"{dst}: already exists; pass --overwrite to replace")
             if line and not quiet:
                 say(line)
-            bar_tiles.reset(total=upscaler.count_tiles(info.img))
-            result = upscaler.restore(info.img, progress=bar_tiles.update)
+            bar_tiles.reset(total=upscaler.count_tiles(img))
+            result = upscaler.restore(img, progress=bar_tiles.update)
             written.append(save_restored(dst, result, info.bit_depth))
             bar_files.update(1)
     return written

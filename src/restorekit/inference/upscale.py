@@ -5,8 +5,15 @@ float32 HWC image in [0, 1] (1, 2, 3 or 4 channels) to a ``Restored`` (colour pl
 optional alpha plane, float32, at the requested scale). It knows nothing of files (``files.py``)
 or of numpy/tensor conversions for library users (``api.py``).
 
+What the network is comes from its ``ArchInfo`` (``restorekit.archs.info``): channels, scale,
+``size_multiple`` (tiles are laid out in steps of it), fp16/channels_last safety, and
+``tileable``. Restoration and face networks map images to images; a face network needs the whole
+(aligned) input, so it is never tiled. Generators, discriminators and feature networks are
+refused with a line naming what to use instead. A module built outside the registry has no
+``ArchInfo``; it is treated as an RGB restoration network with no size constraint.
+
 Channel rules:
-* the network's input channels (``num_in_ch``, 3 by default) decide how colour is fed: a gray
+* the network's input channels (``ArchInfo.in_channels``) decide how colour is fed: a gray
   image through an RGB network is replicated to three channels and the output turned back into
   gray with the BT.601 luma weights; an RGB image through a gray network runs channel by channel;
 * alpha never goes through the network with the colour: it is upscaled on its own, with bicubic
@@ -31,8 +38,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from restorekit.archs.info import ArchInfo, arch_info, find_arch_info
+from restorekit.device import pick_device
 from restorekit.errors import RestorekitError
-from restorekit.inference.precision import DeviceRunner, pick_device, resolve_precision
+from restorekit.inference.precision import DeviceRunner, resolve_precision
 from restorekit.inference.tiling import count_tiles, tiled_forward
 from restorekit.registry import spec_of
 
@@ -55,11 +64,34 @@ class Restored:
         return np.concatenate([self.color, self.alpha], axis=2)
 
 
+# The commands that run the networks ``restorekit infer`` does not.
+OTHER_COMMANDS = {"face": "restorekit faces", "generator": "restorekit generate"}
+
+
+def arch_name(net: nn.Module) -> str:
+    """The registered architecture name of ``net`` (its class name when it has no spec)."""
+    return str((spec_of(net) or {}).get("type", type(net).__name__))
+
+
 def network_channels(net: nn.Module) -> int:
-    """Image channels the network expects: its recorded ``num_in_ch``, else 3."""
-    spec = spec_of(net) or {}
-    value = spec.get("num_in_ch", getattr(net, "num_in_ch", 3))
-    return int(value)
+    """Image channels the network expects (``ArchInfo.in_channels``)."""
+    return arch_info(net).in_channels
+
+
+def check_purpose(net: nn.Module, info: ArchInfo, allow_face: bool = True) -> None:
+    """Refuse networks that do not map an image to a restored image, naming what to use instead."""
+    if info.purpose == "restoration" or (info.purpose == "face" and allow_face):
+        return
+    name = arch_name(net)
+    if info.purpose in OTHER_COMMANDS:
+        what = "face-restoration" if info.purpose == "face" else "generator"
+        raise RestorekitError(
+            f"{name} is a {what} network, not an image-restoration one; use `{OTHER_COMMANDS[info.purpose]}`"
+        )
+    raise RestorekitError(
+        f"{name} is a {info.purpose} network (it scores or describes images, it does not restore them); "
+        "export or infer with the generator instead"
+    )
 
 
 class Upscaler:
@@ -70,7 +102,8 @@ class Upscaler:
             ``(N, C', h·s, w·s)``); moved to ``device`` and cast to the chosen precision.
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
         precision: ``auto`` | ``fp32`` | ``fp16`` | ``bf16`` (see ``precision.py``).
-        tile: tile side in input pixels; 0 runs whole images.
+        tile: tile side in input pixels (rounded down to the network's ``size_multiple``);
+            0 runs whole images, as do networks whose ``ArchInfo`` says they are not tileable.
         tile_overlap: pixels shared by neighbouring tiles (see ``tiling.py`` for the blend).
         batch: tiles per forward pass (helps GPUs with small tiles).
         alpha: how an alpha channel is upscaled: ``bicubic`` or ``network``.
@@ -101,12 +134,20 @@ class Upscaler:
             raise RestorekitError(f"alpha: expected one of {', '.join(ALPHA_MODES)}, got {alpha!r}")
         if outscale is not None and not (np.isfinite(outscale) and outscale > 0):
             raise RestorekitError(f"--scale must be a positive number, got {outscale}")
+        info = find_arch_info(net)
+        if info is not None:
+            check_purpose(net, info)
+        self.info = info
         self.device = pick_device(device)
-        self.dtype = resolve_precision(precision, self.device, net)
-        self.in_channels = network_channels(net)
-        self.multiple = int(getattr(net, "size_multiple", 1))
-        self.net_scale = getattr(net, "scale", None)
-        self.runner = DeviceRunner(net, self.device, self.dtype)
+        self.dtype = resolve_precision(precision, self.device, info)
+        self.in_channels = 3 if info is None else info.in_channels
+        self.multiple = 1 if info is None else info.size_multiple
+        self.net_scale: int | None = None if info is None else info.scale
+        # channels_last only where declared safe; a foreign module keeps its layout
+        channels_last = info is not None and info.supports_channels_last
+        self.runner = DeviceRunner(net, self.device, self.dtype, channels_last=channels_last)
+        if info is not None and not info.tileable:
+            tile = 0  # e.g. a face restorer: it needs the whole (aligned) input
         self.tile, self.overlap, self.batch = tile, tile_overlap, batch
         self.alpha_mode: AlphaMode = alpha
         self.outscale = outscale
