@@ -91,6 +91,21 @@ def test_fid_json_and_stats_file(
     assert code == 2 and "already exists" in err and npz.read_bytes() == before
 
 
+def test_fid_stats_output_that_cannot_be_written_is_one_line(
+    inception_file: Path, folders: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    common = ["--weights", str(inception_file), "--dims", "64", "--device", "cpu"]
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    a_dir = tmp_path / "dir.npz"
+    a_dir.mkdir()
+    for out, fragment in ((a_file / "s.npz", "cannot write FID statistics"), (a_dir, "already exists")):
+        code, _, err = _run(capsys, "metrics", "fid-stats", str(folders[0]), "-o", str(out), *common)
+        assert code == 2 and err.startswith(f"error: -o {out}" if out == a_dir else f"error: {out}: ")
+        assert fragment in err and err.count("\n") == 1
+    assert list(a_dir.iterdir()) == []
+
+
 def test_fid_without_weights_names_file_and_folder(
     folders: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

@@ -1,19 +1,27 @@
 """Image-quality metrics: PSNR/SSIM in BasicSR's conventions, NIQE, LPIPS, FID/KID.
 
 Importing a metric module registers it in ``restorekit.registry.METRICS`` (explicit imports, no
-folder scanning). A registered metric is one of two things:
+folder scanning), declaring at registration whether larger values are better
+(``@METRICS.register("psnr", higher_is_better=True)``; read back by :func:`higher_is_better`).
+A registered metric is one of three things:
 
 * a function ``fn(output, gt, **options) -> Tensor[N]`` — the leading parameters without
   defaults are the images, every option has a default (``psnr``, ``ssim``);
 * a class (or factory) whose parameters are *only* options; it is called once with them and
   the object it returns is then called ``(output, gt) -> Tensor[N]`` for every batch. This is
   how metrics that carry a network or a parameter file (``lpips``, ``niqe``) load it once per
-  validation set instead of once per batch.
+  validation set instead of once per batch;
+* a *set metric* class (``metrics.base.SetMetric``: ``reset/update/state/merge/compute``), one
+  number for a whole set, exact under any sharding across ranks (``fid``, ``kid``).
+  :func:`is_set_metric` tells a built metric (or a registered class) of this kind.
 
 Images are NCHW RGB in [0, 1]. Every metric first quantises its inputs the way BasicSR's
 ``tensor2img`` does, so numbers equal those computed on the saved 8-bit images.
-:func:`get_metric` checks the options (names and types) and returns the per-batch callable;
-:func:`check_metric` only checks them, so config checks never load weights.
+:func:`get_metric` checks the options (names, types and, for classes with a ``check_options``
+hook, values) and returns the per-batch callable or the set metric; :func:`check_metric` only
+checks them, so config checks never load weights. Every metric also accepts ``optional: true``:
+when its weights file is missing, ``get_metric`` raises :class:`MetricSkipped` (one-line note)
+instead of ``WeightsError``; :func:`build_metric` returns ``(None, note)`` for that case.
 """
 
 from __future__ import annotations
@@ -21,13 +29,15 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from restorekit.errors import ConfigError, did_you_mean
+from restorekit.errors import ConfigError, WeightsError, did_you_mean
+from restorekit.metrics.base import MetricSkipped, SetMetric, is_set_metric
+from restorekit.metrics.distribution import FIDMetric, KIDMetric
 from restorekit.metrics.lpips import LPIPS, LPIPSNet
 from restorekit.metrics.niqe import NIQE_PARAMS_FILENAME, NIQE_WHAT, calculate_niqe, load_niqe_params
 from restorekit.metrics.psnr_ssim import calculate_psnr, calculate_ssim
@@ -36,29 +46,26 @@ from restorekit.registry import METRICS, check_kwargs, signature_params
 from restorekit.weights import resolve_weights
 
 __all__ = [
+    "FIDMetric",
+    "KIDMetric",
     "LPIPSMetric",
+    "MetricSkipped",
     "NIQEMetric",
+    "SetMetric",
+    "build_metric",
     "calculate_psnr",
     "calculate_ssim",
     "check_metric",
     "get_metric",
     "higher_is_better",
+    "is_set_metric",
     "psnr_batch",
     "quantize",
     "ssim_batch",
 ]
 
 MetricFn = Callable[[Tensor, Tensor], Tensor]
-
-# Which direction is "better", used to keep the best checkpoint per validation set.
-_HIGHER_IS_BETTER: dict[str, bool] = {
-    "psnr": True,
-    "ssim": True,
-    "niqe": False,
-    "lpips": False,
-    "fid": False,
-    "kid": False,
-}
+Metric: TypeAlias = MetricFn | SetMetric
 
 
 def _quantize_unit(img: Tensor) -> Tensor:
@@ -66,7 +73,7 @@ def _quantize_unit(img: Tensor) -> Tensor:
     return quantize(img).to(torch.float32).div_(255.0)
 
 
-@METRICS.register("niqe")
+@METRICS.register("niqe", higher_is_better=False)
 class NIQEMetric:
     """NIQE of each output image (lower is better); no reference, so ``gt`` is ignored.
 
@@ -98,7 +105,7 @@ class NIQEMetric:
         return torch.tensor(values, dtype=torch.float64)
 
 
-@METRICS.register("lpips")
+@METRICS.register("lpips", higher_is_better=False)
 class LPIPSMetric:
     """LPIPS between output and ground truth (lower is better), the network built once.
 
@@ -141,35 +148,77 @@ def _options(ctor: Callable[..., Any]) -> tuple[bool, dict[str, inspect.Paramete
     return False, {n: params[n] for n in names[n_inputs:]}
 
 
+def _split_optional(opts: dict[str, Any], where: str) -> tuple[bool, dict[str, Any]]:
+    """``optional`` (a bool, any metric) apart from the metric's own options."""
+    rest = dict(opts)
+    value = rest.pop("optional", False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}.optional: expected true or false, got {value!r}")
+    return value, rest
+
+
 def check_metric(name: str, where: str = "metric", **opts: Any) -> dict[str, Any]:
     """Check ``opts`` for metric ``name`` (names and types) without building anything.
 
     Unknown metric names list the known ones; unknown or ill-typed options name the option.
-    ``where`` is the config key path used in those messages. Returns the coerced options.
+    A class with a ``check_options(where, **opts)`` classmethod also has its values checked
+    (ranges, incompatible combinations) — still without reading any file. ``optional`` is
+    accepted for every metric. ``where`` is the config key path used in those messages.
+    Returns the coerced options (``optional`` included when it was given).
     """
     ctor = METRICS.get(name, where=f"{where}.type" if where else "type")
+    prefix = where or name
+    optional, rest = _split_optional(opts, prefix)
     _, options = _options(ctor)
-    return check_kwargs(ctor, options, dict(opts), f"{where}." if where else "", f"metric {name!r}")
+    checked = check_kwargs(ctor, options, rest, f"{where}." if where else "", f"metric {name!r}")
+    hook = getattr(ctor, "check_options", None)
+    if inspect.isclass(ctor) and callable(hook):
+        hook(prefix, **checked)
+    return {**checked, "optional": optional} if "optional" in opts else checked
 
 
-def get_metric(name: str, where: str = "metric", **opts: Any) -> MetricFn:
-    """The per-batch callable ``(output, gt) -> Tensor[N]`` of metric ``name`` with ``opts``.
+def get_metric(name: str, where: str = "metric", **opts: Any) -> Metric:
+    """The metric ``name`` with ``opts``: a per-batch callable or a :class:`SetMetric`.
 
     A function metric comes back with its options bound (a ``functools.partial``); a class or
-    factory metric is instantiated here, once — keep the result for the whole validation set.
+    factory metric is instantiated here, once — keep the result for the whole validation set
+    (for a set metric: ``reset`` before each round). With ``optional: true`` a missing or
+    unreadable weights file raises :class:`MetricSkipped` (its message is the note to print)
+    instead of ``WeightsError``.
     """
     ctor = METRICS.get(name, where=f"{where}.type" if where else "type")
     factory, _ = _options(ctor)
     checked = check_metric(name, where, **opts)
-    return ctor(**checked) if factory else functools.partial(ctor, **checked)
+    optional = checked.pop("optional", False)
+    if not factory:
+        return functools.partial(ctor, **checked)
+    try:
+        return ctor(**checked)
+    except WeightsError as exc:
+        if not optional:
+            raise
+        raise MetricSkipped(name, f"{where or name}: skipped (optional: true): {exc}") from None
+
+
+def build_metric(name: str, where: str = "metric", **opts: Any) -> tuple[Metric | None, str | None]:
+    """``(get_metric(...), None)``, or ``(None, note)`` when an optional metric was skipped."""
+    try:
+        return get_metric(name, where, **opts), None
+    except MetricSkipped as exc:
+        return None, str(exc)
 
 
 def higher_is_better(name: str) -> bool:
-    """Whether larger values of metric ``name`` mean better images."""
-    try:
-        return _HIGHER_IS_BETTER[name]
-    except KeyError:
+    """Whether larger values of metric ``name`` mean better images (declared at registration)."""
+    if name not in METRICS:
         raise ConfigError(
-            f"metric: unknown metric {name!r}{did_you_mean(name, _HIGHER_IS_BETTER)}; "
-            f"known: {', '.join(sorted(_HIGHER_IS_BETTER))}"
-        ) from None
+            f"metric: unknown metric {name!r}{did_you_mean(name, METRICS.names())}; "
+            f"known: {', '.join(METRICS.names())}"
+        )
+    value = METRICS.meta(name).get("higher_is_better")
+    if not isinstance(value, bool):
+        raise ConfigError(
+            f"metric {name!r} does not declare higher_is_better when registered "
+            f"(@METRICS.register({name!r}, higher_is_better=True or False))"
+        )
+    return value

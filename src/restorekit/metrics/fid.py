@@ -11,20 +11,34 @@ What has to match pytorch-fid for the numbers to be comparable:
 
 KID follows torch-fidelity: the unbiased MMD² with the polynomial kernel
 ``(x·y/d + 1)^3``, averaged over random subsets drawn with ``np.random.RandomState(seed)``.
+
+Without the official weights (offline tests, toy recipes) :func:`random_fid_model` builds a
+seeded random-init Inception and :func:`calibrate_batchnorm` sets its BatchNorm statistics from
+real images. The distance between two sets is then still a valid two-sample distance (equal
+sets give 0, it grows as they differ), but its scale is arbitrary: never compare such numbers
+with published FIDs. The set metrics ``fid``/``kid`` (``metrics.distribution``) use both.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import linalg
+from torch import nn
 
-from restorekit.archs.inception import FID_INCEPTION_FILENAME, FIDInception, resize_for_fid
+from restorekit.archs.inception import (
+    FID_FEATURE_DIM,
+    FID_INCEPTION_FILENAME,
+    FID_INPUT_SIZE,
+    FIDInception,
+    resize_for_fid,
+)
 from restorekit.data.io import read_image, scan_images
 from restorekit.errors import DataError
 from restorekit.weights import resolve_weights
@@ -46,9 +60,16 @@ def compute_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def save_stats_npz(path: PathLike, mu: np.ndarray, sigma: np.ndarray) -> Path:
     """Write statistics as pytorch-fid does (``np.savez_compressed`` with keys ``mu``, ``sigma``)."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with open(p, "wb") as fh:  # a file object stops numpy from appending a second ".npz"
-        np.savez_compressed(fh, mu=np.asarray(mu), sigma=np.asarray(sigma))
+    tmp = p.with_name(f".{p.name}.tmp")
+    try:  # under a file, a read-only folder, a full disk: one line, no partial file left
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:  # a file object stops numpy from appending a second ".npz"
+            np.savez_compressed(fh, mu=np.asarray(mu), sigma=np.asarray(sigma))
+        tmp.replace(p)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise DataError(f"{p}: cannot write FID statistics: {exc.strerror or exc}") from None
     return p
 
 
@@ -76,8 +97,12 @@ def _sqrtm(a: np.ndarray) -> np.ndarray:
     """``scipy.linalg.sqrtm`` without its warnings (pytorch-fid checks finiteness itself).
 
     pytorch-fid passes ``disp=False`` only to discard the error estimate; SciPy ≥ 1.16
-    deprecates that argument, and the square root itself is the same either way.
+    deprecates that argument, and the square root itself is the same either way. Imported
+    here: ``scipy.linalg`` costs ~0.3 s at import, and importing ``restorekit.metrics`` (which
+    registers ``fid``) should not pay it before a distance is computed.
     """
+    from scipy import linalg
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return linalg.sqrtm(a)
@@ -190,35 +215,96 @@ def _image_items(images: ImagesInput) -> list[tuple[str, PathLike | np.ndarray]]
     return [(str(x) if isinstance(x, str | os.PathLike) else f"image #{i}", x) for i, x in enumerate(images)]
 
 
+def batch_slices(n: int, batch_size: int) -> list[slice]:
+    """Consecutive slices of ``batch_size`` items covering ``range(n)``; a last slice of one item
+    is folded into the one before, because BatchNorm in train mode (calibration) cannot normalise
+    a single sample whose feature map is 1x1."""
+    starts = list(range(0, n, max(1, batch_size)))
+    bounds = [*starts, n]
+    if len(starts) > 1 and n - starts[-1] == 1:
+        bounds.pop(-2)
+    return [slice(a, b) for a, b in itertools.pairwise(bounds)]
+
+
+def iter_image_batches(
+    images: ImagesInput, batch_size: int = 50, size: int = FID_INPUT_SIZE, device: str | torch.device = "cpu"
+) -> Iterator[torch.Tensor]:
+    """NCHW float32 batches of a folder or a list of files/HWC arrays, each image resized on its
+    own to ``size`` (so mixed sizes batch, and the result equals a batched resize)."""
+    items = _image_items(images)
+    for sl in batch_slices(len(items), batch_size):
+        batch = []
+        for name, src in items[sl]:
+            img = read_image(src) if isinstance(src, str | os.PathLike) else src
+            batch.append(resize_for_fid(_to_rgb_tensor(img, name).to(device), size))
+        yield torch.cat(batch)
+
+
 @torch.inference_mode()
 def extract_features(
     model: FIDInception, images_or_dir: ImagesInput, batch_size: int = 50, device: str | torch.device = "cpu"
 ) -> np.ndarray:
     """Features (N, model.dims) float64 of a folder, a list of files/HWC arrays, or an NCHW tensor.
 
-    Files are read one by one and each is resized to 299 on its own before batching (the resize
-    is per image, so this equals pytorch-fid's batched resize and also allows mixed sizes).
-    A tensor must be NCHW RGB in [0, 1]. ``batch_size`` only trades memory for speed.
+    Files are read one by one and each is resized to the model's input size (299) on its own
+    before batching (the resize is per image, so this equals pytorch-fid's batched resize and
+    also allows mixed sizes). A tensor must be NCHW RGB in [0, 1]. ``batch_size`` only trades
+    memory for speed.
     """
     model = model.to(device).eval()
     if isinstance(images_or_dir, torch.Tensor):
         x = images_or_dir
         if x.ndim != 4 or x.shape[1] != 3:
             raise DataError(f"FID features: expected an NCHW RGB tensor, got shape {tuple(x.shape)}")
-        chunks = [
-            model(x[i : i + batch_size].to(device, torch.float32)) for i in range(0, len(x), batch_size)
-        ]
+        chunks = [model(x[sl].to(device, torch.float32)) for sl in batch_slices(len(x), batch_size)]
         return torch.cat(chunks).double().cpu().numpy() if chunks else np.empty((0, model.dims))
-    items = _image_items(images_or_dir)
-    out = np.empty((len(items), model.dims), dtype=np.float64)
-    for start in range(0, len(items), batch_size):
-        batch = []
-        for name, src in items[start : start + batch_size]:
-            img = read_image(src) if isinstance(src, str | os.PathLike) else src
-            batch.append(resize_for_fid(_to_rgb_tensor(img, name).to(device)))
-        feats = model(torch.cat(batch))
-        out[start : start + len(batch)] = feats.double().cpu().numpy()
-    return out
+    size = getattr(model, "input_size", FID_INPUT_SIZE)
+    batches = iter_image_batches(images_or_dir, batch_size, size, device)
+    feats = [model(b).double().cpu().numpy() for b in batches]
+    return np.concatenate(feats) if feats else np.empty((0, model.dims))
+
+
+def random_fid_model(
+    dims: int = FID_FEATURE_DIM, seed: int = 0, input_size: int = FID_INPUT_SIZE
+) -> FIDInception:
+    """A random-init FID Inception, the same for the same ``seed`` (global RNG left untouched).
+
+    Its BatchNorm statistics are meaningless until :func:`calibrate_batchnorm` has run.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return FIDInception(weights_path=None, dims=dims, input_size=input_size)
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
+    """Set every BatchNorm's running statistics from ``batches`` of real images; returns the count.
+
+    Random weights with default BatchNorm statistics (mean 0, var 1) let activations drift
+    through 94 layers until the features are nearly constant. Running the real images through
+    the network in train mode with ``momentum=None`` makes each layer's statistics the
+    cumulative average over the batches, so every layer sees normalised inputs and the
+    features spread. The same batches in the same order always give the same statistics, so
+    every rank calibrating on the same reference images gets the same network. The model is
+    left in eval mode. (``FIDInception.train()`` refuses train mode; the BatchNorm layers are
+    switched individually.)
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None
+        bn.train()
+    count = 0
+    try:
+        for x in batches:
+            model(x)
+            count += len(x)
+    finally:
+        for bn in norms:
+            bn.eval()
+    if count < 2:
+        raise DataError(f"BatchNorm calibration needs at least 2 images, got {count}")
+    return count
 
 
 def statistics_of_path(

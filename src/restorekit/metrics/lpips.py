@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from restorekit.archs.alexnet import ALEXNET_CHANNELS, ALEXNET_WEIGHTS_FILE, AlexNetFeatures
 from restorekit.archs.vgg import VGG_WEIGHTS_FILES, VGGFeatures
 from restorekit.errors import ConfigError, DataError, WeightsError
-from restorekit.weights import load_checked, load_state_dict_file, resolve_weights
+from restorekit.weights import load_into, read_state_dict, resolve_weights
 
 LPIPSNet = Literal["vgg", "alex"]
 
@@ -104,13 +104,13 @@ class LPIPS(nn.Module):
 
     def _load_heads(self, path: str | os.PathLike[str]) -> None:
         """Load ``linK.model.1.weight``; a whole LPIPS state dict (with ``net.*``) is accepted too."""
-        state = load_state_dict_file(path)
+        state, _ = read_state_dict(path)
         heads = {m.group(1) + k[m.end() :]: v for k, v in state.items() if (m := _LIN_KEY.match(k))}
         if not heads:
             raise WeightsError(
                 f"{path}: no LPIPS linear heads (keys 'lin0.model.1.weight' ... 'lin4...') found"
             )
-        load_checked(self.lins, heads, path)
+        load_into(self.lins, heads, "strict", path)
 
     def _features(self, x: Tensor) -> list[Tensor]:
         x = (2 * x - 1 - self.shift) / self.scale

@@ -90,7 +90,7 @@ def _prepare(output: Tensor, gt: Tensor, crop_border: int, test_y_channel: bool)
     return a, b
 
 
-@METRICS.register("psnr")
+@METRICS.register("psnr", higher_is_better=True)
 def psnr_batch(output: Tensor, gt: Tensor, crop_border: int = 0, test_y_channel: bool = False) -> Tensor:
     """Per-image PSNR (dB, float64, shape ``(N,)``) of NCHW RGB tensors in [0, 1]; ``inf`` if equal."""
     if output.device.type == "cpu" and output.dim() == 4 and output.shape[0] > 1:
@@ -205,7 +205,7 @@ def _filter_batched(planes: Tensor, band: Tensor) -> Tensor:
     return planes
 
 
-@METRICS.register("ssim")
+@METRICS.register("ssim", higher_is_better=True)
 def ssim_batch(output: Tensor, gt: Tensor, crop_border: int = 0, test_y_channel: bool = False) -> Tensor:
     """Per-image SSIM (float64, shape ``(N,)``) of NCHW RGB tensors in [0, 1], channel-averaged."""
     a, b = _prepare(output, gt, crop_border, test_y_channel)
