@@ -21,6 +21,13 @@ photographs rather than like flat colour or white noise) and their x4 LQ; GT pat
 flips and rotations on. Run ``python benchmarks/dataloader.py`` (≈2–3 minutes on 2 cores) or
 ``--device cuda``; ``--quick`` is a seconds-long smoke run. The table replaces the
 ``## dataloader`` section of ``benchmarks/RESULTS.md``.
+
+Side by side with BasicSR (issue 15). A second table compares ``PairedImageDataset`` (crop first,
+convert after; with and without ``cache_images``) with a loop written in ``_paired_loops.py`` that
+does what BasicSR's ``PairedImageDataset`` does (cv2 decode → float32 whole image → paired crop →
+flip/rot → CHW tensor), on the same folders (``--pair-images`` 512² PNGs with x2 LQ), through the
+same ``DataLoader`` settings, rows alternating within each of ``--rounds-pair`` rounds. Under it:
+the decode-bound ceiling of that ratio without the cache, and OpenCV vs Pillow PNG decode.
 """
 
 from __future__ import annotations
@@ -49,17 +56,20 @@ from _common import (
     run_section,
     sync,
 )
+from _paired_loops import BasicSRLoop, decode_lines, time_loop
 
 import restorekit.archs
 import restorekit.data
 import restorekit.losses
 import restorekit.tasks  # noqa: F401  (registration, as the CLI does)
 from restorekit.config import validate_config
+from restorekit.data import PairedImageDataset
 from restorekit.engine.trainer import Trainer
 from restorekit.tasks.restoration import bicubic_lq_batch
 
 SECTION = "dataloader"
 SCALE = 4
+PAIR_SCALE = 2  # the side-by-side uses the issue's setup: x2 LQ
 
 
 @dataclass(frozen=True)
@@ -79,8 +89,8 @@ def variants(workers: Sequence[int]) -> list[Variant]:
     return [Variant(d, g, w) for d, g in kinds for w in workers]
 
 
-def make_images(root: Path, n: int, size: int, seed: int = 0) -> tuple[Path, Path]:
-    """``n`` photograph-like GT PNGs of ``size``² and their area-downscaled x4 LQ."""
+def make_images(root: Path, n: int, size: int, seed: int = 0, scale: int = SCALE) -> tuple[Path, Path]:
+    """``n`` photograph-like GT PNGs of ``size``² and their area-downscaled x``scale`` LQ."""
     rng = np.random.default_rng(seed)
     gt_dir, lq_dir = root / "GT", root / "LQ"
     gt_dir.mkdir(parents=True)
@@ -90,7 +100,7 @@ def make_images(root: Path, n: int, size: int, seed: int = 0) -> tuple[Path, Pat
         img = cv2.resize(base, (size, size), interpolation=cv2.INTER_CUBIC)
         img += 0.05 * rng.standard_normal((size, size, 3)).astype(np.float32)
         gt = np.clip(img * 255, 0, 255).round().astype(np.uint8)
-        lq = cv2.resize(gt, (size // SCALE, size // SCALE), interpolation=cv2.INTER_AREA)
+        lq = cv2.resize(gt, (size // scale, size // scale), interpolation=cv2.INTER_AREA)
         cv2.imwrite(str(gt_dir / f"{i:04d}.png"), gt)
         cv2.imwrite(str(lq_dir / f"{i:04d}.png"), lq)
     return gt_dir, lq_dir
@@ -159,6 +169,52 @@ def time_block(trainer: Trainer, v: Variant, args: argparse.Namespace) -> float:
     return args.batches * args.batch / seconds
 
 
+# ---------------------------------------------------------------- side by side with BasicSR's path
+LOOPS = ("BasicSR-style loop", "restorekit", "restorekit, cache_images")
+
+
+def loop_dataset(kind: str, data: tuple[Path, Path], args: argparse.Namespace) -> Any:
+    if kind == LOOPS[0]:
+        return BasicSRLoop(*data, args.gt_size, PAIR_SCALE)
+    return PairedImageDataset(
+        str(data[0]), str(data[1]), PAIR_SCALE, gt_size=args.gt_size, use_hflip=True, use_rot=True,
+        cache_images=kind == LOOPS[2],
+    )  # fmt: skip
+
+
+def side_by_side(root: Path, args: argparse.Namespace) -> list[str]:
+    data = make_images(root, args.pair_images, args.pair_size, seed=1, scale=PAIR_SCALE)
+    order = [(k, w) for w in sorted(set(args.workers)) for k in LOOPS]
+    sets = {k: loop_dataset(k, data, args) for k in LOOPS}
+    rates: dict[tuple[str, int], list[float]] = {v: [] for v in order}
+    for r in range(args.rounds_pair):
+        for kind, w in order if r % 2 == 0 else order[::-1]:
+            rates[(kind, w)].append(time_loop(sets[kind], w, args.batch, args.pair_batches))
+            print(f"round {r + 1}: {kind}, {w} workers: {rates[(kind, w)][-1]:8.1f} samples/s", flush=True)
+    cached = sets[LOOPS[2]]
+    lines = [
+        f"### Side by side with BasicSR's per-sample path ({args.pair_images} GT {args.pair_size}² PNGs, "
+        f"x{PAIR_SCALE} LQ, GT patch {args.gt_size}, batch {args.batch}, flips and rotations)",
+        "",
+        f"Each row is a plain `DataLoader` with the trainer's settings (persistent workers, prefetch "
+        f"factor 4) on the same folders; {args.rounds_pair} alternating rounds of one "
+        f"{args.pair_batches}-batch block per row, ratios = medians of within-round ratios. "
+        f"`cache_images` held {cached.cache_bytes / 2**20:.1f} MiB (uint8 as decoded; float32 would "
+        f"be {4 * cached.cache_bytes / 2**20:.1f} MiB), filled before the workers start.",
+        "",
+        "| loader | workers | samples/s (median) | min–max | vs BasicSR-style loop | target |",
+        "|---|---:|---:|---|---:|---:|",
+    ]
+    for kind, w in order:
+        xs, base = rates[(kind, w)], rates[(LOOPS[0], w)]
+        r = statistics.median(x / y for x, y in zip(xs, base))
+        target = {LOOPS[0]: "", LOOPS[1]: "≥ 1.3×", LOOPS[2]: "≥ 3×"}[kind]
+        met = "" if not target else (" met" if r >= float(target[2:-1]) else " not met")
+        cells = [kind, str(w), f"{statistics.median(xs):.1f}", f"{min(xs):.1f}–{max(xs):.1f}", f"{r:.2f}×"]
+        lines.append("| " + " | ".join([*cells, target + met]) + " |")
+    return [*lines, "", *decode_lines(*data, args.gt_size, args.rounds_pair)]
+
+
 def ratio(rates: dict[Variant, list[float]], a: Variant, b: Variant) -> str:
     if a not in rates or b not in rates:
         return "–"
@@ -214,11 +270,18 @@ def table(rates: dict[Variant, list[float]], args: argparse.Namespace) -> str:
             "workers into the training process, where it competes with the step; the GPU case "
             "(`--device cuda`) is what the option is for and awaits a session with a GPU.",
         ]
+    lines += ["", *args.side_lines]
     return "\n".join(lines) + "\n"
 
 
-FULL = {"images": 32, "size": 480, "gt_size": 96, "batch": 16, "batches": 6, "rounds": 3}
-QUICK = {"images": 4, "size": 64, "gt_size": 32, "batch": 2, "batches": 2, "rounds": 1}
+FULL = {
+    "images": 32, "size": 480, "gt_size": 96, "batch": 16, "batches": 6, "rounds": 3,
+    "pair_images": 20, "pair_size": 512, "pair_batches": 20, "rounds_pair": 5,
+}  # fmt: skip
+QUICK = {
+    "images": 4, "size": 64, "gt_size": 32, "batch": 2, "batches": 2, "rounds": 1,
+    "pair_images": 4, "pair_size": 64, "pair_batches": 2, "rounds_pair": 1,
+}  # fmt: skip
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -237,6 +300,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         ("batch", "batch size"),
         ("batches", "timed batches per block"),
         ("rounds", "alternating rounds"),
+        ("pair-images", "side by side: generated images"),
+        ("pair-size", "side by side: image side"),
+        ("pair-batches", "side by side: timed batches per block"),
+        ("rounds-pair", "side by side: alternating rounds"),
     ]:
         p.add_argument(f"--{key}", type=int, help=what)
     p.add_argument("--results", type=Path, default=RESULTS, help="Markdown file to write the table to")
@@ -245,14 +312,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if min(args.images, args.batch, args.batches, args.rounds) < 1 or min(args.workers) < 0:
-        p.error("--images, --batch, --batches and --rounds must be >= 1 and --workers >= 0")
+    counts = (args.images, args.batch, args.batches, args.rounds, args.pair_images, args.pair_batches)
+    if min(*counts, args.rounds_pair) < 1 or min(args.workers) < 0:
+        p.error("image, batch and round counts must be >= 1 and --workers >= 0")
     if args.threads is None and args.device == "cpu":
         # One thread, like each worker: on a busy shared machine OpenMP threads stall at every
         # barrier, which would charge the 0-worker rows for the machine's load, not the data path.
         args.threads = 1
-    if args.gt_size % SCALE or args.gt_size > args.size:
-        p.error(f"--gt-size must be a multiple of {SCALE} and at most --size")
+    if args.gt_size % SCALE or args.gt_size > min(args.size, args.pair_size):
+        p.error(f"--gt-size must be a multiple of {SCALE} and at most --size and --pair-size")
     return args
 
 
@@ -275,6 +343,7 @@ def measure(args: argparse.Namespace) -> str:
             for v in order if r % 2 == 0 else order[::-1]:  # no variant always first
                 rates[v].append(time_block(trainers[v], v, args))
                 print(f"round {r + 1}: {v.name:50s} {rates[v][-1]:8.1f} samples/s", flush=True)
+        args.side_lines = side_by_side(root / "pairs", args)
     args.load_after = load_average()
     args.parallel.append(probe(args))
     return table(rates, args)

@@ -12,15 +12,18 @@ import torch
 from restorekit.data.io import (
     IMG_EXTENSIONS,
     UnreadableImageError,
+    decode_image_raw,
     imfrombytes,
     img2tensor,
+    raw_to_tensor,
     read_image,
     read_image_full,
+    read_image_raw,
     scan_images,
     tensor2img,
     write_image,
 )
-from restorekit.data.transforms import apply_dihedral, augment, mod_crop, paired_random_crop
+from restorekit.data.transforms import apply_dihedral, augment, augment_views, mod_crop, paired_random_crop
 from restorekit.errors import DataError
 
 
@@ -139,6 +142,23 @@ def test_bad_files_name_the_path_and_the_problem(tmp_path: Path) -> None:
         assert "\n" not in str(info.value)
     with pytest.raises(DataError, match="is a folder"):
         read_image(tmp_path)
+    for name, msg in cases.items():  # the integer path reports the same errors
+        with pytest.raises(UnreadableImageError, match=msg):
+            read_image_raw(tmp_path / name)
+
+
+def test_raw_read_keeps_samples_as_decoded(tmp_path: Path) -> None:
+    u16 = np.random.default_rng(2).integers(0, 65536, (5, 6, 3), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "c16.png"), u16)
+    cv2.imwrite(str(tmp_path / "g8.png"), u16[:, :, 0].astype(np.uint8))
+    raw = read_image_raw(tmp_path / "c16.png")
+    assert raw.img.dtype == np.uint16 and raw.bit_depth == 16 and not raw.is_gray and not raw.has_alpha
+    np.testing.assert_array_equal(raw.img, u16)  # OpenCV's BGR order, untouched
+    gray = decode_image_raw((tmp_path / "g8.png").read_bytes(), "g8")
+    assert gray.img.shape == (5, 6, 1) and gray.img.dtype == np.uint8 and gray.is_gray
+    for path in (tmp_path / "c16.png", tmp_path / "g8.png"):  # the patch conversion is read_image's
+        t = raw_to_tensor(read_image_raw(path).img)
+        np.testing.assert_array_equal(t.permute(1, 2, 0).numpy(), read_image(path))
 
 
 def test_scan_images(tmp_path: Path) -> None:
@@ -238,6 +258,11 @@ def test_augment_applies_the_same_op_to_every_image() -> None:
     assert len(seen) == 8  # all eight dihedral transforms occur
     same = augment([gt], False, False, np.random.default_rng(0))[0]
     np.testing.assert_array_equal(same, gt)
+    for seed in range(8):  # the view-returning variant: the same draws, the same pixels
+        views = augment_views([gt, lq], True, True, np.random.default_rng(seed))
+        copies = augment([gt, lq], True, True, np.random.default_rng(seed))
+        for view, copy, original in zip(views, copies, (gt, lq)):
+            assert np.array_equal(view, copy) and np.shares_memory(view, original)
 
 
 def test_augment_is_a_function_of_the_rng() -> None:

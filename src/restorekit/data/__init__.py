@@ -5,16 +5,20 @@ imports, never a folder scan).
 """
 
 from restorekit.data import datasets  # noqa: F401  (registers PairedImageDataset, BicubicDataset)
-from restorekit.data.datasets import BicubicDataset, PairedImageDataset
+from restorekit.data.datasets import BicubicDataset, KeyedDataset, PairedImageDataset
 from restorekit.data.degradations import PairPool, RealESRGANDegradation, imresize
 from restorekit.data.io import (
     IMG_EXTENSIONS,
     ImageInfo,
+    RawImage,
     UnreadableImageError,
     imfrombytes,
     img2tensor,
+    raw_to_float,
+    raw_to_tensor,
     read_image,
     read_image_full,
+    read_image_raw,
     scan_images,
     tensor2img,
     write_image,
@@ -31,9 +35,11 @@ __all__ = [
     "CPUPrefetcher",
     "CUDAPrefetcher",
     "ImageInfo",
+    "KeyedDataset",
     "LmdbReader",
     "PairPool",
     "PairedImageDataset",
+    "RawImage",
     "RealESRGANDataset",
     "RealESRGANDegradation",
     "UnreadableImageError",
@@ -46,8 +52,11 @@ __all__ = [
     "mod_crop",
     "move_to",
     "paired_random_crop",
+    "raw_to_float",
+    "raw_to_tensor",
     "read_image",
     "read_image_full",
+    "read_image_raw",
     "scan_images",
     "tensor2img",
     "write_image",

@@ -6,6 +6,12 @@ same range. Files are decoded with ``cv2.imdecode`` from bytes read by ``np.from
 decoder then serves LMDB values (``imfrombytes``). OpenCV's BGR order is turned into RGB here,
 once, so no other module ever has to think about it (a classic source of swapped-channel bugs).
 
+The one exception is the training data path: a dataset that cuts a 96² patch out of a 2K image
+reads it with ``read_image_raw`` / ``decode_image_raw`` (samples as decoded: uint8/uint16, OpenCV
+order), crops and flips that integer array, and converts only the patch with ``raw_to_tensor`` or
+``raw_to_float``, which also do the BGR → RGB swap. The values are bitwise those of converting the
+whole image first; the work and the memory are a patch's.
+
 Bad files fail with a one-line ``DataError`` naming the path and what is wrong; unreadable files
 raise the subclass ``UnreadableImageError`` so datasets can choose to skip exactly those.
 """
@@ -63,15 +69,35 @@ class ImageInfo:
     is_gray: bool
 
 
+@dataclass
+class RawImage:
+    """A decoded image exactly as the decoder gave it: the integer (or float) path's currency.
+
+    ``img`` is HWC (always three axes) with the file's own sample type (uint8, uint16, float32/64)
+    and OpenCV's channel order: 1 = gray, 2 = gray + alpha, 3 = BGR, 4 = BGRA. Training crops a
+    small patch out of a large image, so datasets crop and flip this array and convert only the
+    patch (``raw_to_tensor``); converting the whole image first costs more than the crop saves.
+    """
+
+    img: np.ndarray
+    bit_depth: int
+    has_alpha: bool
+    is_gray: bool
+
+
 def is_image_file(path: PathLike) -> bool:
     """True when the file name ends with one of ``IMG_EXTENSIONS`` (any case)."""
     return os.fspath(path).lower().endswith(IMG_EXTENSIONS)
 
 
-def decode_image(buf: bytes | np.ndarray, name: str = "<bytes>") -> ImageInfo:
-    """Decode encoded image bytes (PNG, JPEG, TIFF, ...) into an ``ImageInfo``.
+_BIT_DEPTH = {np.dtype(t): d for t, d in ((np.uint8, 8), (np.uint16, 16), (np.float32, 32), (np.float64, 32))}
 
-    ``name`` only appears in error messages (a path or an LMDB key).
+
+def decode_image_raw(buf: bytes | np.ndarray, name: str = "<bytes>") -> RawImage:
+    """Decode encoded image bytes (PNG, JPEG, TIFF, ...) without converting the samples.
+
+    ``name`` only appears in error messages (a path or an LMDB key). OpenCV decodes a PNG as
+    fast as Pillow does and, unlike Pillow, keeps 16-bit colour (see benchmarks/RESULTS.md).
     """
     data = np.frombuffer(buf, dtype=np.uint8) if isinstance(buf, bytes | bytearray | memoryview) else buf
     if data.size == 0:
@@ -84,32 +110,59 @@ def decode_image(buf: bytes | np.ndarray, name: str = "<bytes>") -> ImageInfo:
         raise UnreadableImageError(
             f"{name}: is not a readable image (truncated, corrupt or not an image format OpenCV decodes)"
         )
-    return _to_info(raw, name)
-
-
-def _to_info(raw: np.ndarray, name: str) -> ImageInfo:
-    """Normalise a decoded OpenCV array to float32 RGB(A)/gray HWC in [0, 1]."""
-    if raw.dtype == np.uint8:
-        bit_depth, img = 8, raw.astype(np.float32) / 255.0
-    elif raw.dtype == np.uint16:
-        bit_depth, img = 16, raw.astype(np.float32) / 65535.0
-    elif raw.dtype in (np.float32, np.float64):
-        bit_depth, img = 32, raw.astype(np.float32)
-    else:
+    bit_depth = _BIT_DEPTH.get(raw.dtype)
+    if bit_depth is None:
         raise UnreadableImageError(f"{name}: has unsupported sample type {raw.dtype} (expected 8/16-bit)")
-    if img.ndim == 2:
-        img = img[:, :, None]
-    channels = img.shape[2]
-    if channels == 1:
-        return ImageInfo(np.ascontiguousarray(img), bit_depth, has_alpha=False, is_gray=True)
-    if channels == 2:  # gray + alpha (rare: OpenCV usually expands it to BGRA)
-        return ImageInfo(np.ascontiguousarray(img), bit_depth, has_alpha=True, is_gray=True)
-    if channels == 3:
-        return ImageInfo(np.ascontiguousarray(img[:, :, ::-1]), bit_depth, has_alpha=False, is_gray=False)
-    if channels == 4:
-        rgba = img[:, :, [2, 1, 0, 3]]
-        return ImageInfo(np.ascontiguousarray(rgba), bit_depth, has_alpha=True, is_gray=False)
-    raise UnreadableImageError(f"{name}: has {channels} channels (expected 1, 3 or 4)")
+    if raw.ndim == 2:
+        raw = raw[:, :, None]  # a view: no copy
+    channels = raw.shape[2]
+    if channels not in (1, 2, 3, 4):
+        raise UnreadableImageError(f"{name}: has {channels} channels (expected 1, 3 or 4)")
+    return RawImage(raw, bit_depth, has_alpha=channels in (2, 4), is_gray=channels <= 2)
+
+
+def _channels(n: int, keep_alpha: bool) -> slice | list[int]:
+    """OpenCV channels → ours: BGR(A) → RGB(A), alpha dropped unless kept. A slice (a view, no
+    copy) in every case but BGRA → RGBA: reversing BGRA and dropping A is ``2::-1``."""
+    if n <= 2:
+        return slice(0, n if keep_alpha else 1)
+    if n == 3:
+        return slice(None, None, -1)
+    return [2, 1, 0, 3] if keep_alpha else slice(2, None, -1)
+
+
+def _to_unit(src: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Samples → float32 [0, 1] into ``out`` in one pass; the same float32 division as
+    ``src.astype(np.float32) / 255.0``, so results are bitwise those of converting first."""
+    if src.dtype == np.uint8:
+        return np.divide(src, np.float32(255.0), out=out, dtype=np.float32)
+    if src.dtype == np.uint16:
+        return np.divide(src, np.float32(65535.0), out=out, dtype=np.float32)
+    out[...] = src  # float TIFFs: kept as stored (float64 is rounded to float32, like astype)
+    return out
+
+
+def raw_to_float(img: np.ndarray, keep_alpha: bool = False) -> np.ndarray:
+    """Raw HWC samples (OpenCV order, any crop or flip of a ``RawImage.img``) → float32 HWC RGB
+    (or gray; RGBA with ``keep_alpha``) in [0, 1], contiguous, in one pass over the samples."""
+    src = img[:, :, _channels(img.shape[2], keep_alpha)]
+    return _to_unit(src, np.empty(src.shape, np.float32))
+
+
+def raw_to_tensor(img: np.ndarray) -> torch.Tensor:
+    """Raw HWC samples (a crop, flip or transpose of ``RawImage.img``) → CHW float32 RGB or gray
+    tensor in [0, 1], alpha dropped: channel order, layout and type changed in one pass."""
+    src = img[:, :, _channels(img.shape[2], keep_alpha=False)].transpose(2, 0, 1)
+    return torch.from_numpy(_to_unit(src, np.empty(src.shape, np.float32)))
+
+
+def decode_image(buf: bytes | np.ndarray, name: str = "<bytes>") -> ImageInfo:
+    """Decode encoded image bytes (PNG, JPEG, TIFF, ...) into an ``ImageInfo``.
+
+    ``name`` only appears in error messages (a path or an LMDB key).
+    """
+    raw = decode_image_raw(buf, name)
+    return ImageInfo(raw_to_float(raw.img, keep_alpha=True), raw.bit_depth, raw.has_alpha, raw.is_gray)
 
 
 def _read_bytes(path: PathLike) -> np.ndarray:
@@ -124,25 +177,29 @@ def _read_bytes(path: PathLike) -> np.ndarray:
         raise UnreadableImageError(f"{p}: cannot be read ({exc.strerror or exc})") from None
 
 
+def read_bytes(path: PathLike) -> np.ndarray:
+    """A file's bytes for ``decode_image_raw``; a missing file or a folder is an UnreadableImageError."""
+    return _read_bytes(path)
+
+
+def read_image_raw(path: PathLike) -> RawImage:
+    """Read an image file without converting its samples (see ``RawImage``)."""
+    return decode_image_raw(_read_bytes(path), str(path))
+
+
 def read_image_full(path: PathLike) -> ImageInfo:
     """Read an image file keeping alpha, bit depth and gray-ness (see ``ImageInfo``)."""
     return decode_image(_read_bytes(path), str(path))
 
 
-def _drop_alpha(info: ImageInfo) -> np.ndarray:
-    if info.has_alpha:
-        return np.ascontiguousarray(info.img[:, :, :-1])
-    return info.img
-
-
 def read_image(path: PathLike) -> np.ndarray:
     """Read an image as float32 HWC in [0, 1]: RGB, or one channel for gray; alpha is dropped."""
-    return _drop_alpha(read_image_full(path))
+    return raw_to_float(read_image_raw(path).img)
 
 
 def imfrombytes(buf: bytes | np.ndarray, name: str = "<bytes>") -> np.ndarray:
     """Like ``read_image`` for encoded bytes (LMDB values); ``name`` is used in errors."""
-    return _drop_alpha(decode_image(buf, name))
+    return raw_to_float(decode_image_raw(buf, name).img)
 
 
 def _quantise(img: np.ndarray, bit_depth: int) -> np.ndarray:

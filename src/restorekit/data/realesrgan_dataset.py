@@ -13,7 +13,7 @@ section maps onto the constructor key for key; ``gt_size`` there is accepted and
 (the crop to ``gt_size`` happens in the degradation, after it). Disk folders are scanned when no
 ``meta_info`` is given (Real-ESRGAN requires one); LMDB stores use their keys.
 
-Randomness follows ``data/datasets.py``: ``dataset[(index, seed)]`` draws the crop, the flips and
+Randomness follows ``data/datasets/base.py``: ``dataset[(index, seed)]`` draws the crop, the flips and
 all three kernels from ``np.random.default_rng(seed)`` in that order, so a sample is a pure
 function of its key — whichever worker makes it. Gray images are repeated to three channels
 (the JPEG step works on RGB), as OpenCV's colour decoding does for Real-ESRGAN.
@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import torch
 
-from restorekit.data.datasets import Backend, _SRDataset, _Store, gt_refs
+from restorekit.data.datasets import Backend, ImageStore, SRDataset, gt_refs
 from restorekit.data.degradations.kernels import (
     KERNEL_TYPES,
     BlurKernelOptions,
@@ -57,7 +57,7 @@ def crop_or_pad(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndar
 
 
 @DATASETS.register("RealESRGANDataset")
-class RealESRGANDataset(_SRDataset):
+class RealESRGANDataset(SRDataset):
     """GT patches and per-sample blur kernels for Real-ESRGAN training (see the module doc)."""
 
     def __init__(
@@ -106,7 +106,7 @@ class RealESRGANDataset(_SRDataset):
         self.kernels2.check("2")
         check_probability("final_sinc_prob", final_sinc_prob)
         self.final_sinc_prob = final_sinc_prob
-        self.gt_store = _Store(str(dataroot_gt), io_backend, "dataroot_gt", cache_images)
+        self.gt_store = ImageStore(str(dataroot_gt), io_backend, "dataroot_gt", cache_images)
         self.refs = gt_refs(self.gt_store, meta_info, skip_corrupt)
 
     def __len__(self) -> int:

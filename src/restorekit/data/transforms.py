@@ -27,15 +27,45 @@ def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
     return img[: h - h % scale, : w - w % scale, ...]
 
 
-def check_pair_sizes(gt: np.ndarray, lq: np.ndarray, scale: int, gt_path: str = "") -> None:
-    """Raise a DataError naming the file unless GT height/width are exactly ``scale``× the LQ's."""
-    h_gt, w_gt = gt.shape[:2]
-    h_lq, w_lq = lq.shape[:2]
+def _hw(img: np.ndarray | tuple[int, ...]) -> tuple[int, int]:
+    shape = img if isinstance(img, tuple) else img.shape
+    return shape[0], shape[1]
+
+
+def check_pair_sizes(
+    gt: np.ndarray | tuple[int, ...], lq: np.ndarray | tuple[int, ...], scale: int, gt_path: str = ""
+) -> None:
+    """Raise a DataError naming the file unless GT height/width are exactly ``scale``× the LQ's.
+
+    ``gt`` and ``lq`` are images or their shapes (a dataset may know a shape before decoding).
+    """
+    h_gt, w_gt = _hw(gt)
+    h_lq, w_lq = _hw(lq)
     if (h_gt, w_gt) != (h_lq * scale, w_lq * scale):
         raise DataError(
             f"{gt_path or 'GT image'}: GT size {h_gt}x{w_gt} (HxW) is not {scale}x the LQ size "
             f"{h_lq}x{w_lq}; expected LQ {h_gt // scale}x{w_gt // scale} (wrong scale or wrong LQ file?)"
         )
+
+
+def draw_paired_crop(
+    gt_hw: tuple[int, ...], lq_hw: tuple[int, ...], gt_size: int, scale: int, rng: np.random.Generator,
+    gt_path: str = "",
+) -> tuple[int, int]:  # fmt: skip
+    """The LQ corner ``(top, left)`` of ``paired_random_crop``, drawn from the shapes alone."""
+    if gt_size % scale:
+        raise ValueError(f"gt_size {gt_size} is not a multiple of scale {scale}")
+    check_pair_sizes(gt_hw, lq_hw, scale, gt_path)
+    lq_size = gt_size // scale
+    h_lq, w_lq = _hw(lq_hw)
+    if h_lq < lq_size or w_lq < lq_size:
+        raise DataError(
+            f"{gt_path or 'GT image'}: GT size {gt_hw[0]}x{gt_hw[1]} is smaller than the "
+            f"training patch gt_size={gt_size}; remove the image or lower gt_size"
+        )
+    top = int(rng.integers(0, h_lq - lq_size + 1))
+    left = int(rng.integers(0, w_lq - lq_size + 1))
+    return top, left
 
 
 def paired_random_crop(
@@ -50,27 +80,17 @@ def paired_random_crop(
 
     The LQ corner is drawn uniformly on the LQ grid; the GT corner is that times ``scale``.
     """
-    if gt_size % scale:
-        raise ValueError(f"gt_size {gt_size} is not a multiple of scale {scale}")
-    check_pair_sizes(gt, lq, scale, gt_path)
+    top, left = draw_paired_crop(gt.shape, lq.shape, gt_size, scale, rng, gt_path)
     lq_size = gt_size // scale
-    h_lq, w_lq = lq.shape[:2]
-    if h_lq < lq_size or w_lq < lq_size:
-        raise DataError(
-            f"{gt_path or 'GT image'}: GT size {gt.shape[0]}x{gt.shape[1]} is smaller than the "
-            f"training patch gt_size={gt_size}; remove the image or lower gt_size"
-        )
-    top = int(rng.integers(0, h_lq - lq_size + 1))
-    left = int(rng.integers(0, w_lq - lq_size + 1))
     lq_patch = lq[top : top + lq_size, left : left + lq_size, ...]
     t, l = top * scale, left * scale  # noqa: E741 - t/l read as top/left
     gt_patch = gt[t : t + gt_size, l : l + gt_size, ...]
     return gt_patch, lq_patch
 
 
-def random_crop(img: np.ndarray, size: int, rng: np.random.Generator, path: str = "") -> np.ndarray:
-    """Crop one ``size``² patch at a uniform position (GT-only datasets)."""
-    h, w = img.shape[:2]
+def draw_crop(hw: tuple[int, ...], size: int, rng: np.random.Generator, path: str = "") -> tuple[int, int]:
+    """The corner ``(top, left)`` of ``random_crop``, drawn from the shape alone."""
+    h, w = _hw(hw)
     if h < size or w < size:
         raise DataError(
             f"{path or 'image'}: size {h}x{w} is smaller than the training patch gt_size={size}; "
@@ -78,6 +98,12 @@ def random_crop(img: np.ndarray, size: int, rng: np.random.Generator, path: str 
         )
     top = int(rng.integers(0, h - size + 1))
     left = int(rng.integers(0, w - size + 1))
+    return top, left
+
+
+def random_crop(img: np.ndarray, size: int, rng: np.random.Generator, path: str = "") -> np.ndarray:
+    """Crop one ``size``² patch at a uniform position (GT-only datasets)."""
+    top, left = draw_crop(img.shape, size, rng, path)
     return img[top : top + size, left : left + size, ...]
 
 
@@ -107,3 +133,15 @@ def augment(imgs: Sequence[np.ndarray], hflip: bool, rot: bool, rng: np.random.G
     """
     ops = draw_augment(hflip, rot, rng)
     return [np.ascontiguousarray(apply_dihedral(img, *ops)) for img in imgs]
+
+
+def augment_views(
+    imgs: Sequence[np.ndarray], hflip: bool, rot: bool, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """``augment`` without the copies: the same draws and the same result, as strided views.
+
+    For the crop-first data path, where the conversion of the patch to float (``io.raw_to_tensor``)
+    makes the one copy anyway; copying here first would only add a pass over the patch.
+    """
+    ops = draw_augment(hflip, rot, rng)
+    return [apply_dihedral(img, *ops) for img in imgs]

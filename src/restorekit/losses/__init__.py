@@ -6,6 +6,7 @@ whatever its file is called. Add one import line per new module.
 
 from restorekit.losses import (  # noqa: F401  (registers GANLoss, PerceptualLoss)
     gan,
+    lightweight_gan,
     perceptual,
     pixel,
 )
