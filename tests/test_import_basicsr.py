@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from restorekit.compat.basicsr import convert_basicsr, import_basicsr, import_basicsr_file
 from restorekit.config import load_config, validate_config
-from restorekit.config.basicsr import convert_basicsr, import_basicsr, import_basicsr_file
 from restorekit.config.loader import read_yaml
 from restorekit.errors import ConfigError, RestorekitError
 
@@ -419,7 +419,10 @@ def test_msrresnet_x4_cosine_two_val_sets(tmp_path: Path) -> None:
         assert vset["save_images"] is True
     assert cfg["data"]["val"]["Set14"]["dataset"]["dataroot_lq"] == "datasets/Set14/LRbicx4"
     keys = [n.split(":")[0] for n in notes]
-    assert {"path.param_key_g", "val.metrics.psnr.better", "val.metrics.ssim.type"} <= set(keys)
+    assert {"val.metrics.psnr.better", "val.metrics.ssim.type"} <= set(keys)
+    # param_key_g is honoured (mapped, so no note); strict_load_g as before
+    assert "path.param_key_g" not in keys
+    assert (cfg["pretrained_param_key"], cfg["pretrained_strict"]) == ("params", True)
     validate_config(cfg)
 
 
@@ -530,7 +533,9 @@ def _set(option: dict[str, Any], dotted: str, value: Any) -> None:
         ("datasets.train.color", "y", "not supported"),
         ("datasets.test_1", {"type": "PairedImageDataset"}, "'train' and 'val*'"),
         ("network_g.upscale", 4, "disagrees with the top-level scale 2"),
-        ("val.metrics.niqe", {"type": "calculate_niqe", "crop_border": 2}, "supported metric types"),
+        ("val.metrics.lpips", {"type": "calculate_lpips"}, "supported metric types"),
+        ("val.metrics.niqe", {"type": "calculate_niqe", "convert_to": "rgb"}, "convert_to values: y, gray"),
+        ("val.metrics.niqe", {"type": "calculate_niqe", "input_order": "CHW"}, "only 'HWC'"),
         ("val.metrics.psnr.foo", 1, "unknown BasicSR option"),
         ("logger.use_tb_logger", "yes", "expected true or false"),
         ("train.total_iter", 1.5, "expected an integer"),
@@ -547,10 +552,11 @@ def test_unmappable_keys_are_errors_naming_the_key(
     msg = str(info.value)
     # The error names the innermost key that is wrong.
     key = {
-        "val.metrics.niqe": "val.metrics.niqe.type",
+        "val.metrics.lpips": "val.metrics.lpips.type",
         "train.scheduler.milestones": "train.scheduler.milestones.1",
-    }
-    key = key.get(dotted, dotted)
+    }.get(dotted, dotted)
+    if dotted == "val.metrics.niqe":  # the niqe option that is wrong
+        key = f"{dotted}.{next(k for k in value if k != 'type')}"
     assert msg.startswith(f"opts/train_x.yml: {key}: "), msg
     assert needle in msg and "\n" not in msg
 
@@ -574,7 +580,8 @@ def test_file_conversion_round_trips_and_refuses_to_overwrite(tmp_path: Path) ->
     notes = import_basicsr_file(src, out)
     text = out.read_text(encoding="utf-8")
     assert text.startswith(f"# Converted from {src}")
-    assert "#   - path.param_key_g: dropped" in text
+    assert "param_key_g" not in text  # mapped now, not dropped
+    assert "pretrained_strict: true\npretrained_param_key: params\n" in text
     assert "betas: [0.9, 0.99]" in text  # short lists stay readable
     cfg = load_config(out)
     assert cfg == validate_config(import_basicsr(read_yaml(src), str(src)))

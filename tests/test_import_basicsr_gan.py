@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from restorekit.cli import main
+from restorekit.compat.basicsr import convert_basicsr, import_basicsr_file
 from restorekit.config import load_config
-from restorekit.config.basicsr import convert_basicsr, import_basicsr_file
 from restorekit.config.loader import read_yaml
 from restorekit.errors import ConfigError
 
@@ -524,5 +524,7 @@ def test_conversion_does_not_touch_the_option_and_cli_reports_notes(
     out = tmp_path / "rk.yml"
     assert main(["config", "import-basicsr", str(src), "-o", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "note: path.param_key_g: dropped" in printed and f"wrote {out}" in printed
+    assert "note: path.resume_state: dropped" in printed and f"wrote {out}" in printed
+    assert "param_key_g" not in printed  # mapped, not dropped
     assert load_config(out).degradation is not None
+    assert yaml.safe_load(out.read_text(encoding="utf-8"))["pretrained_param_key"] == "params_ema"
