@@ -96,3 +96,10 @@ def write_config(path: Path, cfg: dict[str, Any]) -> Path:
 def tiny_run(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     cfg = tiny_config(tmp_path)
     return write_config(tmp_path / "tiny.yml", cfg), cfg
+
+
+def shipped_archs() -> list[str]:
+    """Registered architectures that restorekit ships (tests may register their own, e.g. contract_tasks)."""
+    from restorekit.registry import ARCHS
+
+    return [name for name in ARCHS.names() if ARCHS.get(name).__module__.startswith("restorekit.")]

@@ -73,7 +73,9 @@ def test_a_gan_step_changes_both_networks(tmp_path: Path) -> None:
     g, d = params(task.networks["net_g"]), params(task.networks["net_d"])
     scalars = task.train_step([batch()], 1)
     assert changed(g, task.networks["net_g"]) and changed(d, task.networks["net_d"])
-    assert {"l_g_pixel", "l_g_gan", "l_d_real", "l_d_fake", "out_d_real", "out_d_fake", "lr"} <= set(scalars)
+    assert {"l_g_pixel", "l_g_gan", "l_d_real", "l_d_fake", "out_d_real", "out_d_fake"} <= set(scalars)
+    # one LR per optimizer, read from the optimizers (not averaged over a logging window)
+    assert task.learning_rates() == {"lr": 1e-3, "lr_d": 1e-3}
     assert all(torch.isfinite(v) for v in scalars.values())
     # an untrained D outputs about 0, so its BCE losses start near log 2
     assert abs(scalars["l_d_real"].item() - 0.6931) < 0.1
@@ -82,17 +84,25 @@ def test_a_gan_step_changes_both_networks(tmp_path: Path) -> None:
 def test_d_warm_up_leaves_g_unchanged_and_net_d_iters_spaces_g_updates(tmp_path: Path) -> None:
     task = make_task(make_cfg(tmp_path, **{"train.net_d_init_iters": 2, "train.net_d_iters": 2}))
     net_g, net_d = task.networks["net_g"], task.networks["net_d"]
-    updated = []
+    ema = task.ema
+    assert ema is not None
+    updated, ema_equals_g = [], []
     for it in range(1, 7):
         g, d = params(net_g), params(net_d)
         scalars = task.train_step([batch(it)], it)
+        task.end_iteration(it)  # what the trainer does after each step: schedules and EMA
         assert changed(d, net_d), it  # D trains every iteration
         updated.append(changed(g, net_g))
         assert ("l_g_gan" in scalars) == updated[-1]
+        ema_equals_g.append(
+            all(torch.equal(a, b) for a, b in zip(ema.module.parameters(), net_g.parameters()))
+        )
     # BasicSR: G steps when it % net_d_iters == 0 and it > net_d_init_iters
     assert updated == [False, False, False, True, False, True]
-    # the EMA copy follows a frozen G exactly while it is frozen (EMA of equal weights)
-    assert task.ema is not None
+    assert task.phases["g"].runs == 2
+    # the EMA copy follows a frozen G exactly while it is frozen (an average of equal weights),
+    # and lags behind once G moves
+    assert ema_equals_g == [True, True, True, False, False, False]
 
 
 def test_ragan_step_and_vgg_discriminator(tmp_path: Path) -> None:
@@ -151,7 +161,8 @@ def test_amp_and_channels_last_steps(tmp_path: Path, amp: str) -> None:
     assert all(torch.isfinite(v) for v in scalars.values())
     assert task.networks["net_d"].conv0.weight.is_contiguous(memory_format=torch.channels_last)
     state = task.state_dict()  # one loss scaler per optimizer, both saved
-    assert set(state["amp"]) == set(state["amp_d"]) == {"scaler", "skipped_steps"}
+    assert set(state["amp"]) == {"g", "d"}
+    assert set(state["amp"]["g"]) == set(state["amp"]["d"]) == {"scaler", "skipped_steps"}
 
 
 @pytest.mark.parametrize(
@@ -195,7 +206,8 @@ def test_without_network_d_it_trains_g_only(tmp_path: Path) -> None:
     task = make_task(cfg)
     assert "net_d" not in task.networks
     g = params(task.networks["net_g"])
-    assert set(task.train_step([batch()], 1)) == {"l_g_l1", "lr"} and changed(g, task.networks["net_g"])
+    assert set(task.train_step([batch()], 1)) == {"l_g_l1"} and changed(g, task.networks["net_g"])
+    assert set(task.learning_rates()) == {"lr"}
 
 
 # ---------------------------------------------------------------------------- degradation stage
@@ -232,14 +244,16 @@ def test_degradation_stage_and_its_exact_resume(tmp_path: Path) -> None:
     run(a, range(1, 4))  # fills the pool (2 pairs per step) and starts swapping pairs
     torch.manual_seed(123)
     saved_nets = {k: {n: t.clone() for n, t in m.state_dict().items()} for k, m in a.networks.items()}
-    saved = copy.deepcopy(a.state_dict())  # optimizer/pool states are live tensors
-    assert saved["degradation"]["pool"]["ptr"] == 4
+    saved = copy.deepcopy(a.state_dict())  # optimizer states are live tensors
+    saved_rank = copy.deepcopy(a.rank_state_dict())  # this rank's generator and pair pool
+    assert saved_rank["pool"]["ptr"] == 4
     rng = torch.get_rng_state()
     expected = run(a, range(4, 7))
     b = make_task(cfg)
     for k, m in b.networks.items():
         m.load_state_dict(saved_nets[k])
     b.load_state_dict(saved)
+    b.load_rank_state_dict(saved_rank)
     torch.set_rng_state(rng)
     assert run(b, range(4, 7)) == expected
     for k in a.networks:

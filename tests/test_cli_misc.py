@@ -41,8 +41,16 @@ def test_make_lmdb_then_train_from_it(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_config_schema(capsys: pytest.CaptureFixture) -> None:
     assert main(["config", "schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
-    assert {"name", "scale", "network_g", "train", "data"} <= set(schema["properties"])
-    assert "name" in schema["required"] and "network_g" in schema["required"]
+    # a union tagged by `task`: one definition per task, each with its own keys
+    mapping = schema["discriminator"]["mapping"]
+    assert schema["discriminator"]["propertyName"] == "task"
+    assert {"restoration", "adversarial"} <= set(mapping)
+    assert len(schema["oneOf"]) == len(mapping)
+    restoration = schema["$defs"][mapping["restoration"].rsplit("/", 1)[-1]]
+    adversarial = schema["$defs"][mapping["adversarial"].rsplit("/", 1)[-1]]
+    assert {"name", "scale", "network_g", "train", "data"} <= set(restoration["properties"])
+    assert "name" in restoration["required"] and "network_g" in restoration["required"]
+    assert "network_d" not in restoration["properties"] and "network_d" in adversarial["properties"]
 
 
 BASICSR_EDSR = """

@@ -99,7 +99,9 @@ def test_killed_under_torchrun_resumes_with_one_process(tmp_path: Path) -> None:
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["iter_6"]
     state = torch.load(run / "checkpoints" / "iter_6" / "training_state.pt", weights_only=True)
     assert state["world_size"] == 2 and state["samples"] == 6 * 2 * 2
-    second = single("train", "-c", str(path), "--resume", "auto")
+    refused = single("train", "-c", str(path), "--resume", "auto")  # the global batch would change
+    assert refused.returncode == 2 and "process count 2 -> 1" in refused.stderr
+    second = single("train", "-c", str(path), "--resume", "auto", "--allow-config-change")
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resumed from" in second.stdout
     state = torch.load(run / "checkpoints" / "iter_12" / "training_state.pt", weights_only=True)

@@ -86,9 +86,10 @@ def test_toy_recipes_train(name: str, sample_cwd: Path, monkeypatch: pytest.Monk
     )
     ckpt = Path("experiments") / name / "checkpoints" / "iter_2"
     state = torch.load(ckpt / "training_state.pt", weights_only=True)
-    assert set(state["task"]["optimizers"]) == {"g", "d"} and "amp_d" in state["task"]
+    assert set(state["task"]["optimizers"]) == {"g", "d"} and set(state["task"]["amp"]) == {"g", "d"}
+    assert len(state["ranks"]) == 1 and "generator" in state["ranks"][0]  # per-rank draws
     if name.startswith("realesrgan"):
-        pool = state["task"]["degradation"]["pool"]
+        pool = state["ranks"][0]["pool"]
         assert pool["ptr"] == 4 and pool["lq"].shape[0] == 16  # 2 steps × batch 2 stored so far
         scale = 4 if "x4" in name else 2
         assert pool["gt"].shape[-1] == 64 and pool["lq"].shape[-1] == 64 // scale

@@ -13,11 +13,13 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "src" / "restorekit"
 
-BASE = {"errors", "registry", "weights"}
+BASE = {"errors", "registry", "weights", "ckptdir", "device"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "registry": {"errors"},
     "weights": {"errors"},
+    "ckptdir": {"errors"},
+    "device": {"errors"},
     "config": {"errors", "registry"},
     "archs": BASE,
     "data": BASE,
@@ -27,7 +29,9 @@ ALLOWED: dict[str, set[str]] = {
     "tasks": BASE | {"config", "archs", "data", "losses", "metrics", "optim"},
     "engine": BASE | {"config", "archs", "data", "losses", "metrics", "optim", "tasks"},
     "inference": BASE | {"archs", "data", "metrics"},
-    "cli": BASE | {"config", "archs", "data", "losses", "metrics", "optim", "tasks", "engine", "inference"},
+    "compat": BASE | {"config", "archs", "data", "losses", "metrics", "optim"},  # importers (BasicSR)
+    "cli": BASE
+    | {"config", "archs", "data", "losses", "metrics", "optim", "tasks", "engine", "inference", "compat"},
     "__main__": {"cli"},
     "__init__": {"inference"},  # load_model, imported lazily inside the function
 }

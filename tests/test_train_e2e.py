@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -32,11 +34,20 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
-def test_train_writes_the_run_folder(
-    tiny_run: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture
-) -> None:
-    cfg_path, cfg = tiny_run
-    assert main(["train", "-c", str(cfg_path)]) == 0
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
+    """One tiny run, trained once for every test of this module that only reads its results."""
+    root = tmp_path_factory.mktemp("trained")
+    cfg = tiny_config(root)
+    cfg_path = write_config(root / "tiny.yml", cfg)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["train", "-c", str(cfg_path)]) == 0
+    return cfg_path, cfg, out.getvalue()
+
+
+def test_train_writes_the_run_folder(trained: tuple[Path, dict[str, Any], str]) -> None:
+    _, cfg, out = trained
     run = Path(cfg["experiments_root"]) / "tiny"
     assert (run / "config.yaml").is_file() and (run / "log.txt").is_file()
     stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
@@ -51,6 +62,7 @@ def test_train_writes_the_run_folder(
         "net_g_ema.safetensors",
         "training_state.pt",
         "config.yaml",
+        "manifest.json",  # written last (tests/test_hardening_ckpt.py)
     }
     # the export is the EMA network
     exported = load_file(str(run / "model.safetensors"))
@@ -58,7 +70,6 @@ def test_train_writes_the_run_folder(
     assert exported.keys() == ema.keys() and all((exported[k] == ema[k]).all() for k in ema)
     csv_lines = (run / "val" / "tinyval" / "iter_20.csv").read_text().splitlines()
     assert csv_lines[0] == "image,psnr,ssim" and len(csv_lines) == 3
-    out = capsys.readouterr().out
     assert "validation at iteration 20" in out
 
 
@@ -77,11 +88,9 @@ def test_existing_run_is_not_overwritten(
 
 
 def test_validate_json_and_baseline(
-    tiny_run: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture
+    trained: tuple[Path, dict[str, Any], str], capsys: pytest.CaptureFixture
 ) -> None:
-    cfg_path, cfg = tiny_run
-    assert main(["train", "-c", str(cfg_path)]) == 0
-    capsys.readouterr()
+    cfg_path, cfg, _ = trained
     weights = Path(cfg["experiments_root"]) / "tiny" / "model.safetensors"
     assert (
         main(["validate", "-c", str(cfg_path), "--weights", str(weights), "--baseline", "bicubic", "--json"])
@@ -123,9 +132,8 @@ def test_exact_resume_after_kill(tmp_path: Path) -> None:
     assert last_a == last_b
 
 
-def test_infer_exported_model(tiny_run: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
-    cfg_path, cfg = tiny_run
-    assert main(["train", "-c", str(cfg_path)]) == 0
+def test_infer_exported_model(trained: tuple[Path, dict[str, Any], str], tmp_path: Path) -> None:
+    _, cfg, _ = trained
     weights = Path(cfg["experiments_root"]) / "tiny" / "model.safetensors"
     src = Path(cfg["data"]["val"]["tinyval"]["dataset"]["dataroot_lq"])
     out_dir = tmp_path / "out"

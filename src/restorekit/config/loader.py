@@ -21,6 +21,10 @@ import yaml
 from restorekit.errors import ConfigError, did_you_mean
 
 _REF = re.compile(r"\$\{([^}]+)\}")
+#: Nodes that aliases may add to a document once expanded. A config has hundreds of nodes; an
+#: alias of a dataset block repeated a few times adds tens each.
+MAX_ALIAS_NODES = 100_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -36,6 +40,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{p}: is not a text (UTF-8) YAML file") from None
     try:
         data = yaml.load(text, Loader=_Loader)
+    except _BoundError as exc:
+        raise ConfigError(f"{p}: line {exc.line}: {exc.message}") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: not valid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -48,9 +56,80 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+class _BoundError(Exception):
+    """A document the loader refuses (duplicate key, alias bomb); ``read_yaml`` adds the file."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(f"line {line}: {message}")
+        self.line, self.message = line, message
+
+
 class _Loader(yaml.SafeLoader):
     """SafeLoader that also reads ``1e-4`` as a float (PyYAML needs ``1.0e-4``; BasicSR's
-    configs work around it with ``!!float``), so scientific notation just works."""
+    configs work around it with ``!!float``), so scientific notation just works.
+
+    It also refuses duplicate keys and bounds alias expansion, both while composing: before
+    construction, so a merge key (``<<: *base``) flattening a mapping cannot look like a
+    duplicate, and before an alias bomb has cost anything.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._open_anchors: set[str] = set()  # anchors of the nodes being composed (ancestors)
+        self._sizes: dict[int, int] = {}  # id(node) -> nodes in its expansion (complete nodes)
+        self._alias_nodes = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open_anchors:
+                raise _BoundError(line, f"alias *{event.anchor} refers to a node that contains it")
+            node = super().compose_node(parent, index)
+            self._alias_nodes += self._expanded_size(node)
+            if self._alias_nodes > MAX_ALIAS_NODES:
+                raise _BoundError(
+                    line, f"aliases expand to more than {MAX_ALIAS_NODES} values; refusing the file"
+                )
+            return node
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            self._open_anchors.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._open_anchors.discard(anchor)  # type: ignore[arg-type]
+
+    def compose_mapping_node(self, anchor: Any) -> Any:
+        node = super().compose_mapping_node(anchor)
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
+                continue  # merged keys may be overridden; collection keys fail construction anyway
+            key = self.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            try:
+                seen = first.get(key)
+            except TypeError:  # unhashable: construction reports it
+                continue
+            if seen is not None:
+                raise _BoundError(line, f"duplicate key {key!r} (first at line {seen})")
+            first[key] = line
+        return node
+
+    def _expanded_size(self, node: Any) -> int:
+        """Nodes in ``node`` with every alias inside expanded (memoised: shared nodes count once
+        per use, as resolving references will copy them)."""
+        known = self._sizes.get(id(node))
+        if known is not None:
+            return known
+        size = 1
+        if isinstance(node, yaml.SequenceNode):
+            size += sum(self._expanded_size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size += sum(self._expanded_size(k) + self._expanded_size(v) for k, v in node.value)
+        self._sizes[id(node)] = size
+        return size
 
 
 _Loader.add_implicit_resolver(
@@ -77,6 +156,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override {text!r}: expected key.path=value with a non-empty key path")
     try:
         value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
+    except (_BoundError, RecursionError) as exc:
+        why = exc.message if isinstance(exc, _BoundError) else "nested too deeply"
+        raise ConfigError(f"override {text!r}: {why}") from None
     except yaml.YAMLError:
         value = raw
     return parts, value

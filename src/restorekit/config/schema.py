@@ -1,18 +1,31 @@
-"""The typed, strict schema of a restorekit config (pydantic v2).
+"""The typed, strict schema of a restorekit config (pydantic v2): a common core plus one section
+per task.
+
+A config is ``RunConfig`` (what every run has: name, seed, device, where results go, the training
+loader, the training core — iterations, accumulation, AMP, compile, ... —, validation cadence and
+logging) *extended by the task it names*: ``task: restoration`` validates against
+``RestorationConfig``, ``task: adversarial`` against ``AdversarialConfig`` and so on. Each task's
+model declares exactly the keys that task reads (its networks, pretrained weights, losses,
+optimizers, schedules, EMA, GAN rhythm), so a key another task uses is an error that names that
+task, instead of a setting silently ignored or rejected by hand in every task.
+
+Task models register themselves with :func:`register_task_config` (the built-in ones in
+``restorekit.config.sections``), so a new kind of work is one new section, and a task defined
+only in a test can bring its own. Validation picks the model by ``task:`` (a tagged union); the
+JSON schema (``config schema``) shows that union so editors complete per task.
 
 Every section forbids unknown keys, so a typo such as ``trian:`` or ``batch_sise`` is an error
-with a did-you-mean instead of a silently ignored setting. Parts chosen by name (``network_g``,
-datasets, losses, optimizers, schedulers) are kept as ``{"type": ..., **kwargs}`` mappings here
-and checked against the registered constructor's signature by ``restorekit.config.check_parts``,
-so their errors carry the same key paths. Config objects are frozen: nothing mutates them after
-validation; derived values live in the code that derives them.
+with a did-you-mean. Parts chosen by name (networks, datasets, losses, optimizers, schedulers)
+are kept as ``{"type": ..., **kwargs}`` mappings here and checked against the registered
+constructor's signature by the task's ``check_config``, so their errors carry the same key paths.
+Config objects are frozen: nothing mutates them after validation.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 PartSpec = dict[str, Any]
 
@@ -24,24 +37,32 @@ class Strict(BaseModel):
 class TrainLoader(Strict):
     """The training data loader: a dataset spec plus how batches are fed."""
 
-    dataset: PartSpec = Field(description="{type: PairedImageDataset | BicubicDataset, ...arguments}")
+    dataset: PartSpec = Field(description="{type: PairedImageDataset | BicubicDataset | ..., ...arguments}")
     batch_size: int = Field(16, ge=1, description="Samples per iteration (per process under DDP).")
     num_workers: int = Field(2, ge=0, description="DataLoader worker processes.")
     prefetch: Literal["auto", "none", "cpu", "cuda"] = Field(
         "auto", description="auto: CUDA prefetcher on GPU, plain iteration on CPU."
     )
-    pin_memory: bool = True
+    pin_memory: bool = Field(True, description="Page-locked host batches (CUDA only; ignored on CPU).")
+    persistent_workers: bool = Field(True, description="Keep worker processes alive (workers > 0).")
+    prefetch_factor: int = Field(4, ge=1, description="Batches each worker loads ahead (workers > 0).")
 
 
 class ValSet(Strict):
-    """One named validation set with its own metrics."""
+    """One named validation set with its own metrics.
 
-    dataset: PartSpec
+    ``dataset`` is what the task evaluates on; a generator's set may have none (its samples are
+    compared with a reference statistics file). ``metrics`` defaults to the task's own choice
+    (PSNR and SSIM for restoration).
+    """
+
+    dataset: PartSpec | None = None
     batch_size: int = Field(1, ge=1, description="Images of equal size can be batched.")
     num_workers: int = Field(0, ge=0)
-    metrics: dict[str, dict[str, Any]] = Field(
-        default_factory=lambda: {"psnr": {}, "ssim": {}},
-        description="metric name → options, e.g. {psnr: {crop_border: 2, test_y_channel: true}}",
+    metrics: dict[str, dict[str, Any]] | None = Field(
+        None,
+        description="metric name → options, e.g. {psnr: {crop_border: 2, test_y_channel: true}} or "
+        "{fid: {reference: stats.npz, num_images: 5000}}; none = the task's defaults",
     )
     save_images: bool = Field(False, description="Write the outputs of each validation round.")
 
@@ -59,46 +80,26 @@ class Data(Strict):
     )
 
 
-class Train(Strict):
+class TrainCore(Strict):
+    """What the trainer itself reads; every task's ``train`` section extends it."""
+
     total_iter: int = Field(ge=1, description="Number of optimizer iterations.")
-    optim_g: PartSpec = Field(description="{type: Adam | AdamW | SGD, lr: ..., ...}")
-    scheduler: PartSpec | None = Field(None, description="{type: MultiStepRestartLR, ...}; none = constant.")
-    warmup_iter: int = Field(0, ge=0, description="Linear LR warm-up iterations.")
-    losses: dict[str, PartSpec] = Field(
-        description="Named losses, e.g. {pixel: {type: L1Loss, loss_weight: 1.0}}; their sum is minimised."
-    )
-    ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description="EMA of the generator; 0 turns it off.")
-    grad_clip: float | None = Field(None, gt=0, description="Clip the gradient norm to this value.")
     accum_iter: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")
     amp: Literal["off", "bf16", "fp16"] = "off"
-    channels_last: bool = False
     compile: Literal["off", "default", "max-autotune"] = "off"
+    channels_last: bool = False
+    grad_clip: float | None = Field(None, gt=0, description="Clip the gradient norm to this value.")
     cudnn_benchmark: bool = True
     tf32: bool = True
     find_unused_parameters: bool = Field(
         False, description="DDP: allow parameters without gradients (slower; only when a network needs it)."
     )
-    # adversarial task (two networks): the discriminator's optimizer, schedule and update rhythm
-    optim_d: PartSpec | None = Field(None, description="Discriminator optimizer (task adversarial).")
-    scheduler_d: PartSpec | None = Field(
-        None, description="Discriminator LR schedule; none = the same as scheduler (as in BasicSR)."
+    nan_retries: int = Field(
+        3,
+        ge=0,
+        description="After a non-finite loss or weight: roll back to the last good checkpoint and retry "
+        "with fresh draws this many times, then stop with an error (0: stop at once).",
     )
-    net_d_iters: int = Field(1, ge=1, description="Update the generator every N iterations (D every one).")
-    net_d_init_iters: int = Field(
-        0, ge=0, description="First N iterations train only the discriminator (generator frozen)."
-    )
-    usm_gt: tuple[str, ...] = Field(
-        (),
-        description="Losses (names in train.losses) whose target is the unsharp-masked GT, as "
-        "Real-ESRGAN does for L1 and perceptual; naming the GAN loss shows D sharpened real images.",
-    )
-
-    @field_validator("losses")
-    @classmethod
-    def _some_loss(cls, v: dict[str, PartSpec]) -> dict[str, PartSpec]:
-        if not v:
-            raise ValueError("at least one loss is needed")
-        return v
 
 
 class Val(Strict):
@@ -119,29 +120,34 @@ class Logger(Strict):
     progress_bar: bool = True
 
 
-class Config(Strict):
-    """A whole run: what to train, on what, how, and where the results go."""
+class RunConfig(Strict):
+    """A whole run: the parts every task shares. A task's config model extends it."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Run folder name.")
-    task: str = Field("restoration", description="restoration | adversarial (GAN: network_d, optim_d)")
-    scale: int = Field(ge=1, description="Upscaling factor (1 for denoising / restoration).")
-    seed: int = 0
+    task: str = Field(description="What is learned; picks the rest of the schema.")
+    seed: int = Field(0, ge=0, lt=2**63, description="Seeds weights, data order, augmentation and noise.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     experiments_root: str = "experiments"
-    network_g: PartSpec = Field(description="{type: EDSR | MSRResNet | RRDBNet | ..., ...arguments}")
-    pretrained: str | None = Field(None, description="Weights to start from (.safetensors or .pth).")
-    pretrained_strict: bool = True
-    network_d: PartSpec | None = Field(
-        None, description="Discriminator {type: VGGStyleDiscriminator | UNetDiscriminatorSN, ...}."
-    )
-    pretrained_d: str | None = Field(None, description="Discriminator weights to start from.")
-    pretrained_d_strict: bool = True
-    degradation: dict[str, Any] | None = Field(
-        None,
-        description="Real-ESRGAN second-order degradation made on the training device from "
-        "RealESRGANDataset batches (task adversarial); RealESRGANDegradation's arguments.",
-    )
     data: Data = Field(default_factory=Data)
-    train: Train | None = None
+    train: TrainCore | None = None
     val: Val = Field(default_factory=Val)
     logger: Logger = Field(default_factory=Logger)
+
+
+#: Every task's config model by task name (filled by :func:`register_task_config`).
+TASK_CONFIGS: dict[str, type[RunConfig]] = {}
+DEFAULT_TASK = "restoration"
+
+
+def register_task_config(model: type[RunConfig]) -> type[RunConfig]:
+    """Decorator: make ``model`` (a RunConfig subclass with ``task: Literal[NAME]``) the schema of NAME."""
+    annotation = model.model_fields["task"].annotation
+    names = getattr(annotation, "__args__", ())
+    if len(names) != 1 or not isinstance(names[0], str):
+        raise TypeError(f"{model.__name__}.task must be annotated Literal['<task name>']")
+    TASK_CONFIGS[names[0]] = model
+    return model
+
+
+#: The type configs are annotated with: any task's config.
+Config = RunConfig

@@ -3,11 +3,18 @@
 ``report()`` adds detached tensors without reading them back, so the training loop never waits
 for the device; ``flush()`` does one host transfer for all scalars and writes the console line,
 ``stats.jsonl``, TensorBoard and W&B (each optional). Only rank 0 writes.
+
+``stats.jsonl`` is strict JSON lines: a NaN or infinite value is written as ``null`` (Python's
+``NaN`` token is not JSON, and strict readers such as ``jq`` or JavaScript reject the whole
+file), and a line torn by a crash mid-write is cut off when a resumed run opens the file, so
+the next row does not glue onto it.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,6 +23,40 @@ from typing import Any, TextIO
 import torch
 from torch import Tensor
 from tqdm import tqdm
+
+STATS_FILE = "stats.jsonl"
+
+
+def json_safe(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with every non-finite float as None (JSON has no NaN or Infinity)."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()}
+
+
+def repair_jsonl(path: Path) -> str | None:
+    """Cut a torn last line (no newline: the writer died mid-line) off ``path``; a note when it did."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return None
+    if size == 0:
+        return None
+    with open(path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return None
+        # the last newline: read back from the end in blocks (the torn line is short)
+        end, keep = size, 0
+        while end > 0:
+            start = max(0, end - 65536)
+            f.seek(start)
+            block = f.read(end - start)
+            i = block.rfind(b"\n")
+            if i >= 0:
+                keep = start + i + 1
+                break
+            end = start
+        f.truncate(keep)
+    return f"note: {path}: removed a torn last line ({size - keep} bytes, written when a run died)"
 
 
 class Reporter:
@@ -40,6 +81,9 @@ class Reporter:
         if not enabled or run_dir is None:
             return
         self._log_file = open(run_dir / "log.txt", "a", encoding="utf-8")  # noqa: SIM115
+        note = repair_jsonl(run_dir / STATS_FILE)
+        if note:
+            self.log(note)
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -79,8 +123,9 @@ class Reporter:
         if not self.enabled:
             return
         if self.run_dir is not None:
-            with open(self.run_dir / "stats.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps({"iter": it, "time": time.time(), "kind": prefix, **values}) + "\n")
+            row = json_safe({"iter": it, "time": time.time(), "kind": prefix, **values})
+            with open(self.run_dir / STATS_FILE, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row, allow_nan=False) + "\n")
         if self.tb is not None:
             for k, v in values.items():
                 self.tb.add_scalar(f"{prefix}/{k}", v, it)

@@ -10,6 +10,7 @@ each checkpoint, and a resumed run continues bit for bit where the saved one was
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import time
@@ -22,28 +23,23 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from restorekit.archs.export import export_network
-from restorekit.config import Config, dump_config
+from restorekit.config import RunConfig, dump_config
 from restorekit.data.prefetch import CPUPrefetcher, CUDAPrefetcher
+from restorekit.device import pick_device
 from restorekit.engine.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     prune_checkpoints,
     save_checkpoint,
 )
-from restorekit.engine.distributed import DistInfo, barrier, mean_over_ranks
+from restorekit.engine.distributed import DistInfo, all_gather_objects, barrier, mean_over_ranks
 from restorekit.engine.logging import Reporter
+from restorekit.engine.nanguard import NanGuard, Snapshot, non_finite_networks
 from restorekit.engine.sampler import ResumableSampler
 from restorekit.engine.seeding import rng_state, seed_everything, set_rng_state
-from restorekit.engine.validation import (
-    BestTracker,
-    ValSetup,
-    build_val_sets,
-    evaluate,
-    format_table,
-    write_result,
-)
+from restorekit.engine.validation import BestTracker, check_config, eval_context, format_table, write_result
 from restorekit.errors import ConfigError, RestorekitError
-from restorekit.registry import DATASETS, TASKS, signature_params
+from restorekit.registry import DATASETS, TASKS
 from restorekit.tasks.base import Task
 
 # Fault injection for the exact-resume test: kill this process (SIGKILL, no clean-up) right after
@@ -51,43 +47,22 @@ from restorekit.tasks.base import Task
 _KILL_AFTER_SAVE = "RESTOREKIT_TEST_KILL_AFTER_SAVE"
 
 
-def check_train_data(cfg: Config) -> None:
-    """Checks of the training data section that need the dataset registry."""
-    if cfg.data.train is None:
-        return
-    DATASETS.check(cfg.data.train.dataset, "data.train.dataset", scale=cfg.scale)
-    if cfg.data.degrade_on == "device":
-        ctor = DATASETS.get(cfg.data.train.dataset["type"], "data.train.dataset.type")
-        if "degrade_on" not in signature_params(ctor):
-            raise ConfigError(
-                f"data.degrade_on: 'device' needs a dataset that makes its LQ on the fly "
-                f"(BicubicDataset), not {cfg.data.train.dataset['type']}"
-            )
-
-
-def pick_device(requested: str, info: DistInfo) -> torch.device:
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: 'cuda' was asked for but no CUDA device is available")
-    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda", info.local_rank)
-
-
 class Trainer:
     def __init__(
         self,
-        cfg: Config,
+        cfg: RunConfig,
         run_dir: Path,
         resume: Path | None = None,
         info: DistInfo | None = None,
     ) -> None:
         if cfg.train is None or cfg.data.train is None:
             raise ConfigError("train and data.train: both sections are needed to train")
+        check_config(cfg)  # the same checks as the CLI, so Python callers get the same one-line errors
         self.cfg = cfg
         self.tcfg = cfg.train
         self.run_dir = run_dir
         self.info = info or DistInfo()
-        self.device = pick_device(cfg.device, self.info)
+        self.device = pick_device(cfg.device, self.info.local_rank)
         self.config_yaml = dump_config(cfg)
         self.reporter = Reporter(
             run_dir if self.info.is_main else None,
@@ -98,28 +73,34 @@ class Trainer:
             enabled=self.info.is_main,
         )
         self._set_backend_flags()
-        check_train_data(cfg)
 
         # The task (networks, losses, optimizers). Seeded identically on every rank, so DDP's
         # initial broadcast is a no-op and a one-process run initialises the same weights.
         seed_everything(cfg.seed)
-        self.task: Task = TASKS.get(cfg.task, "task")(cfg, self.device)
+        task_cls = TASKS.get(cfg.task, "task")
+        self.task: Task = task_cls(cfg, self.device)
         self.best = BestTracker()
+        self.guard = NanGuard(self.device)
+        self.rollbacks = 0  # NaN-guard rollbacks so far; each one reseeds the draws that follow
         self.it = 0
         self.samples = 0  # global draws consumed so far: the sampler's position, any world size
-        for notice in getattr(self.task, "notices", []):
+        for notice in self.task.notices:
             self.reporter.log(f"notice: {notice}")
         if resume is not None:
             self._resume(resume)
         self._wrap_networks()
-        self.val_sets: list[ValSetup] = build_val_sets(cfg)
         self.train_set = DATASETS.build(
             cfg.data.train.dataset,
             "data.train.dataset",
-            scale=cfg.scale,
             skip_corrupt=cfg.data.skip_corrupt,
             degrade_on=cfg.data.degrade_on,
+            **task_cls.dataset_extras(cfg),
         )
+        self.task.attach_train_data(self.train_set)
+        cached = getattr(self.train_set, "cache_bytes", 0)
+        if cached:
+            mib = cached / 2**20
+            self.reporter.log(f"data.train: {len(self.train_set)} decoded images cached, {mib:.1f} MiB")
         # Global samples per iteration; a resumed run may use another process count, which is
         # why the position is kept as a sample count rather than derived from the iteration.
         self.per_step = cfg.data.train.batch_size * self.tcfg.accum_iter * self.info.world_size
@@ -132,7 +113,18 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = self.tcfg.tf32
 
     def _resume(self, path: Path) -> None:
+        from restorekit.engine.checkpoint import reapply_hyperparameters, snapshot_hyperparameters
+
         networks, state = load_checkpoint(path)
+        # the config's optimizer settings and LRs win over the saved ones (a changed LR applies)
+        fresh = snapshot_hyperparameters(self.task.optimizers, self.task.schedulers)
+        self._restore(networks, state, str(path))
+        for note in reapply_hyperparameters(fresh, self.task.optimizers, self.task.schedulers):
+            self.reporter.log(note)
+        self.reporter.log(f"resumed from {path} at iteration {self.it}")
+
+    def _restore(self, networks: dict[str, Any], state: dict[str, Any], path: str) -> None:
+        """Put the run back at a saved state (a checkpoint's, or the guard's in-memory snapshot)."""
         for name, module in self.task.networks.items():
             if name not in networks:
                 raise RestorekitError(f"{path}: checkpoint has no weights for {name}")
@@ -141,8 +133,19 @@ class Trainer:
         self.best.load_state_dict(state["best"])
         self.it = int(state["iter"])
         self.samples = int(state["samples"])
+        self.rollbacks = max(self.rollbacks, int(state.get("rollbacks", 0)))
         set_rng_state(state["rng"])
-        self.reporter.log(f"resumed from {path} at iteration {self.it}")
+        ranks = state.get("ranks") or []
+        saved_world = int(state.get("world_size", len(ranks) or 1))
+        if len(ranks) == self.info.world_size:
+            self.task.load_rank_state_dict(ranks[self.info.rank])
+        else:  # another process count: per-rank draws restart from (seed, rank, iteration)
+            self.task.reseed_rank_state(self.it)
+        if saved_world != self.info.world_size:
+            self.reporter.log(
+                f"notice: resuming under {self.info.world_size} process(es), saved under {saved_world}: "
+                "the global batch changed, so the run is no longer the uninterrupted one"
+            )
 
     def _wrap_networks(self) -> None:
         compile_mode = self.tcfg.compile
@@ -166,7 +169,7 @@ class Trainer:
         assert lcfg is not None
         sampler = ResumableSampler(
             len(self.train_set),
-            seed=self.cfg.seed,
+            seed=self.cfg.seed + 1_000_003 * self.rollbacks,  # fresh draws after a rollback
             start=self.samples,
             rank=self.info.rank,
             world_size=self.info.world_size,
@@ -177,8 +180,8 @@ class Trainer:
             sampler=sampler,
             num_workers=lcfg.num_workers,
             pin_memory=lcfg.pin_memory and self.device.type == "cuda",
-            persistent_workers=lcfg.num_workers > 0,
-            prefetch_factor=4 if lcfg.num_workers > 0 else None,
+            persistent_workers=lcfg.persistent_workers and lcfg.num_workers > 0,
+            prefetch_factor=lcfg.prefetch_factor if lcfg.num_workers > 0 else None,
             generator=torch.Generator(),  # keeps the loader off the global RNG (exact resume)
         )
         use_cuda = lcfg.prefetch == "cuda" or (lcfg.prefetch == "auto" and self.device.type == "cuda")
@@ -188,11 +191,13 @@ class Trainer:
     def fit(self) -> Path | None:
         cfg, tcfg, log = self.cfg, self.tcfg, self.reporter.log
         total = tcfg.total_iter
-        arch = cfg.network_g["type"]
-        log(f"training {cfg.name}: task {cfg.task}, {arch}, {total} iterations on {self.device}")
+        what = f"task {cfg.task}, {self.task.describe()}"
+        log(f"training {cfg.name}: {what}, {total} iterations on {self.device}")
         if self.it >= total:
             log(f"already at iteration {self.it} of {total}; nothing to train")
         prefetcher = self._train_loader()
+        # the NaN guard's rollback target until the first checkpoint exists
+        self._snapshot = None if latest_checkpoint(self.run_dir) else self._capture()
         bar = tqdm(
             total=total,
             initial=self.it,
@@ -209,22 +214,80 @@ class Trainer:
             self.it += 1
             self.samples += self.per_step
             scalars = self.task.train_step(batches, self.it)
+            self.task.end_iteration(self.it)  # schedules and EMA copies, for every role
             self.reporter.report(scalars)
+            self.guard.watch(scalars)
             bar.update(1)
-            if self.it % cfg.logger.print_freq == 0 or self.it == total:
+            log_now = self.it % cfg.logger.print_freq == 0 or self.it == total
+            val_now = bool(cfg.val.freq) and self.it % cfg.val.freq == 0 and self.task.evaluates()
+            save_now = self.it % cfg.logger.save_checkpoint_freq == 0 or self.it == total
+            if (log_now or val_now or save_now) and not self._healthy(save_now):
+                prefetcher = self._rollback(prefetcher, bar)
+                t_log, it_log = time.perf_counter(), self.it
+                continue
+            if log_now:
                 now = time.perf_counter()
                 self._log_train(now - t_log, self.it - it_log, bar)
                 t_log, it_log = now, self.it
-            if cfg.val.freq and self.it % cfg.val.freq == 0 and self.it != total:
+            if val_now and self.it != total:
                 self.validate()
-            if self.it % cfg.logger.save_checkpoint_freq == 0 or self.it == total:
+            if save_now:
                 self.save()
         bar.close()
-        if self.val_sets:
+        if self.task.evaluates():
             self.validate(baseline=cfg.val.baseline)
         path = self._export()
         self.reporter.close()
         return path
+
+    # ----------------------------------------------------------------- the NaN guard
+    def _healthy(self, check_weights: bool) -> bool:
+        """No non-finite loss since the last check (all ranks), and, before a save, finite weights."""
+        if self.guard.pending(self.info.distributed):
+            self._why = "a non-finite loss"
+            return False
+        bad = non_finite_networks(self.task.networks) if check_weights else []
+        if bad:
+            self._why = f"non-finite weights in {', '.join(bad)}"
+            return False
+        return True
+
+    def _capture(self) -> Snapshot:
+        ranks = [self.task.rank_state_dict()] * self.info.world_size  # read back by this rank only
+        return Snapshot.capture(self.task.networks, self._state(ranks))
+
+    def _rollback(self, prefetcher: Any, bar: tqdm) -> Any:
+        """Back to the newest checkpoint (or the starting snapshot) with fresh draws; or stop."""
+        bad_it = self.it
+        self.rollbacks += 1
+        retries = self.tcfg.nan_retries
+        if self.rollbacks > retries:
+            raise RestorekitError(
+                f"training diverged: {self._why} by iteration {bad_it}, and {retries} rollback(s) with "
+                "fresh draws did not help; lower the learning rate or loss weights, or check the data "
+                "(no checkpoint or export with non-finite weights was written)"
+            )
+        del prefetcher  # its workers read the old draw order
+        barrier(self.info)
+        path = latest_checkpoint(self.run_dir)
+        if path is not None:
+            networks, state = load_checkpoint(path)
+            self._restore(networks, state, str(path))
+        else:
+            assert self._snapshot is not None
+            snap = copy.deepcopy(self._snapshot)  # the snapshot may be needed again
+            self._restore(snap.networks, snap.state, "the starting state")
+        self.task.reseed_rank_state(self.it + 7_919 * self.rollbacks)
+        self.reporter._sums.clear()  # the diverged window's losses are not reported
+        self.reporter._counts.clear()
+        self.guard.reset()
+        bar.reset(total=self.tcfg.total_iter)
+        bar.update(self.it)
+        self.reporter.log(
+            f"notice: {self._why} by iteration {bad_it}; rolled back to iteration {self.it} "
+            f"(rollback {self.rollbacks} of {retries}) and retrying with fresh draws"
+        )
+        return self._train_loader()
 
     def _next(self, prefetcher: Any) -> Any:
         batch = prefetcher.next()
@@ -233,7 +296,8 @@ class Trainer:
         return batch
 
     def _log_train(self, seconds: float, iters: int, bar: tqdm) -> None:
-        extra: dict[str, float] = {"it_per_s": iters / max(seconds, 1e-9)}
+        # the LR now (not a mean over the window), read from the optimizers at log time only
+        extra: dict[str, float] = {**self.task.learning_rates(), "it_per_s": iters / max(seconds, 1e-9)}
         skipped = getattr(self.train_set, "num_skipped", 0)
         if skipped:
             extra["skipped_images"] = float(skipped)
@@ -248,50 +312,48 @@ class Trainer:
 
     # ----------------------------------------------------------------- validation & saving
     def validate(self, baseline: str | None = None) -> dict[str, dict[str, float]]:
-        """Evaluate every set (and, when asked, a non-learned baseline beside it)."""
+        """Let the task evaluate (and, when asked, a non-learned baseline beside it); record it all."""
         self.task.train(False)
+        ctx = eval_context(self.device, self.info, self.it, baseline)
+        if self.info.is_main:
+            ctx.image_dir = lambda name: self.run_dir / "visualization" / name / f"iter_{self.it}"
+        results = self.task.evaluate(ctx)
         rows: dict[str, dict[str, float]] = {}
-        for vset in self.val_sets:
-            save_dir = None
-            if vset.cfg.save_images and self.info.is_main:
-                save_dir = self.run_dir / "visualization" / vset.name / f"iter_{self.it}"
-            result = evaluate(self.task.eval_step, vset, self.device, self.info, save_dir)
-            rows[vset.name] = result.means
+        for name, result in results.items():
+            rows[name] = result.means
+            for note in result.notes:
+                self.reporter.log(f"note: {name}: {note}")
+            if result.baseline_of is not None:
+                continue
             if self.info.is_main:
-                write_result(self.run_dir / "val" / vset.name, f"iter_{self.it}", result)
-                self.reporter.write_scalars(self.it, result.means, prefix=f"val/{vset.name}")
-                self._log_sample_images(vset)
-            self.best.update(vset.name, result.means, self.it)
-            if baseline is not None:
-                base = evaluate(lambda b: self.task.baseline_step(b, baseline), vset, self.device, self.info)
-                rows[f"{vset.name}/{baseline}"] = base.means
+                write_result(self.run_dir / "val" / name, f"iter_{self.it}", result)
+                self.reporter.write_scalars(self.it, result.means, prefix=f"val/{name}")
+            self.best.update(name, result.means, self.it)
+        if self.info.is_main and (self.reporter.tb is not None or self.reporter.wandb is not None):
+            with torch.no_grad():
+                for tag, images in self.task.sample_images().items():
+                    self.reporter.add_images(self.it, tag, images)
         self.reporter.log(f"validation at iteration {self.it}\n{format_table(rows)}")
         self.task.train(True)
         return rows
 
-    def _log_sample_images(self, vset: ValSetup) -> None:
-        """The set's first image (output above GT) to TensorBoard / W&B, when they are on."""
-        if self.reporter.tb is None and self.reporter.wandb is None:
-            return
-        sample = vset.dataset[0]
-        batch = {k: v[None].to(self.device) for k, v in sample.items() if torch.is_tensor(v)}
-        with torch.no_grad():
-            out = self.task.eval_step(batch)
-        self.reporter.add_images(self.it, f"val/{vset.name}/output_gt", torch.cat([out["output"], out["gt"]]))
-
-    def _state(self) -> dict[str, Any]:
+    def _state(self, ranks: list[Any]) -> dict[str, Any]:
         return {
             "iter": self.it,
             "samples": self.samples,
             "world_size": self.info.world_size,
             "task": self.task.state_dict(),
+            "ranks": ranks,  # each rank's own draws (task generator, pools), in rank order
             "best": self.best.state_dict(),
             "rng": rng_state(),
+            "rollbacks": self.rollbacks,
         }
 
     def save(self) -> None:
+        ranks = all_gather_objects(self.task.rank_state_dict(), self.info)
         if self.info.is_main:
-            save_checkpoint(self.run_dir, self.it, self.task.networks, self._state(), self.config_yaml)
+            state = self._state(ranks)
+            save_checkpoint(self.run_dir, self.it, self.task.networks, state, self.config_yaml)
             keep = set()
             if self.cfg.val.save_best and self.best.best:
                 first = next(iter(self.best.best.values()))
@@ -305,18 +367,31 @@ class Trainer:
         if not self.info.is_main:
             return None
         path = self.run_dir / "model.safetensors"
-        export_network(self.task.export_network(), path)
+        network = self.task.export()
+        if non_finite_networks({"export": network}):  # the guard checked at the last save; be sure
+            raise RestorekitError(f"{path}: not written: the trained network has non-finite weights")
+        export_network(network, path)
         self.reporter.log(f"exported {path}")
         return path
 
 
-def find_resume(run_dir: Path, resume: str | None) -> Path | None:
-    """``--resume auto`` → the newest complete checkpoint (None when there is none yet)."""
+def find_resume(run_dir: Path, resume: str | None, notes: list[str] | None = None) -> Path | None:
+    """``auto`` → the newest intact checkpoint (None: none yet; damaged ones are skipped, each with a
+    line in ``notes``; all damaged is an error, not a fresh start); a path → that folder, verified."""
+    from restorekit.ckptdir import latest_intact_checkpoint, list_checkpoints, verify_checkpoint
+
+    notes = [] if notes is None else notes
     if resume is None:
         return None
     if resume == "auto":
-        return latest_checkpoint(run_dir)
+        path, found = latest_intact_checkpoint(run_dir)
+        notes.extend(f"note: {line}" for line in found)
+        if path is None and list_checkpoints(run_dir):
+            newest = found[0].removeprefix("skipping damaged checkpoint ")
+            raise RestorekitError(f"--resume auto: all checkpoints of {run_dir} are damaged; {newest}")
+        return path
     path = Path(resume)
     if not path.is_dir():
         raise RestorekitError(f"--resume {resume}: no such checkpoint folder")
+    notes.extend(f"note: {line}" for line in verify_checkpoint(path))
     return path

@@ -12,6 +12,7 @@ from restorekit.optim.schedule import (
     check_optimizer,
     check_scheduler,
     clip_grad,
+    lazy_regularization,
 )
 
 __all__ = [
@@ -22,5 +23,6 @@ __all__ = [
     "check_optimizer",
     "check_scheduler",
     "clip_grad",
+    "lazy_regularization",
     "unwrap",
 ]

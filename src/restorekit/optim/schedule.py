@@ -103,6 +103,27 @@ def build_optimizer(params: Iterable[Any], cfg: Mapping[str, Any], where: str) -
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def lazy_regularization(cfg: Mapping[str, Any], every: int) -> dict[str, Any]:
+    """``cfg`` corrected for a regulariser applied every ``every`` steps (StyleGAN2's lazy R1).
+
+    Running R1 every ``k`` steps with weight ``k`` makes a regularised step ``k + 1`` times the
+    work of a plain one; StyleGAN2 (and GFPGAN after it) compensate by scaling the optimizer's
+    rate and momentum as if there were ``k + 1`` steps: ``c = k / (k + 1)``, ``lr * c`` and
+    ``beta ** c`` for each of Adam's betas.
+    """
+    if every < 1:
+        raise ConfigError(f"lazy regularisation interval must be >= 1, got {every}")
+    c = every / (every + 1)
+    out = dict(cfg)
+    if "lr" in out:
+        out["lr"] = float(out["lr"]) * c
+    if "betas" not in out and out.get("type") in ("Adam", "AdamW"):
+        out["betas"] = (0.9, 0.999)  # torch's defaults, which the correction applies to as well
+    if "betas" in out:
+        out["betas"] = [float(b) ** c for b in out["betas"]]
+    return out
+
+
 def _dummy_params() -> list[torch.nn.Parameter]:
     return [torch.nn.Parameter(torch.zeros(1))]
 

@@ -25,31 +25,30 @@ trained there, so its gradients need no all-reduce (and frozen parameters would 
 
 With a ``degradation:`` section, batches come from ``RealESRGANDataset`` (GT + blur kernels) and
 the LQ is synthesised on the training device by ``RealESRGANDegradation`` with a training-pair
-pool. The degradation's random generator and the pool's contents are part of ``state_dict``, so
-a resumed run continues bit for bit. ``train.usm_gt`` names the losses whose target is the
+pool. Its draws come from the task's per-rank generator; the generator and each rank's pool are
+saved for every rank (``rank_state_dict``), so a resumed run continues bit for bit.
+``train.usm_gt`` names the losses whose target is the
 unsharp-masked GT (Real-ESRGAN: L1 and perceptual; the GAN loss sees the plain GT).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
-from restorekit.archs.detect import load_weights_file
-from restorekit.config import Config
+from restorekit.archs.info import arch_info
+from restorekit.config.sections import AdversarialConfig
 from restorekit.data.degradations.filters import USMSharp
 from restorekit.data.degradations.realesrgan import RealESRGANDegradation
 from restorekit.errors import ConfigError, WeightsError
 from restorekit.losses.gan import GANLoss, ragan_discriminator_loss, ragan_generator_loss
-from restorekit.optim import build_optimizer, build_scheduler, check_optimizer, check_scheduler
+from restorekit.optim import check_optimizer, check_scheduler
 from restorekit.registry import ARCHS, LOSSES, TASKS
-from restorekit.tasks.base import AmpHelper, Batch, micro_batches
+from restorekit.tasks.base import Batch, Pretrained, Role, micro_batches
 from restorekit.tasks.restoration import RestorationTask
-from restorekit.weights import load_checked
 
 DEGRADED_DATASET = "RealESRGANDataset"  # yields GT + kernels; the LQ is made by the degradation
 
@@ -59,7 +58,7 @@ def is_gan_loss(spec: dict[str, Any]) -> bool:
     return isinstance(ctor, type) and issubclass(ctor, GANLoss)
 
 
-def training_patch_size(cfg: Config) -> int | None:
+def training_patch_size(cfg: AdversarialConfig) -> int | None:
     """The GT patch size D will see: the degradation's crop, else the dataset's ``gt_size``."""
     if cfg.degradation is not None:
         return cfg.degradation.get("gt_size", 256)
@@ -68,26 +67,27 @@ def training_patch_size(cfg: Config) -> int | None:
     return None
 
 
-def _check_discriminator(cfg: Config) -> None:
+def _check_discriminator(cfg: AdversarialConfig) -> None:
     assert cfg.network_d is not None
     with torch.device("meta"):  # shapes only: no memory, no initialisation cost
         net_d = ARCHS.build(cfg.network_d, "network_d")
     size = training_patch_size(cfg)
     where = "degradation.gt_size" if cfg.degradation is not None else "data.train.dataset.gt_size"
-    fixed = getattr(net_d, "input_size", None)
+    info = arch_info(net_d)
+    fixed = info.input_size
     if fixed is not None and size != fixed:
         raise ConfigError(
             f"{where}: {cfg.network_d['type']} with input_size {fixed} needs {fixed}-pixel GT patches, "
             f"got {size}"
         )
-    multiple = getattr(net_d, "size_multiple", 1)
+    multiple = info.size_multiple
     if size is not None and size % multiple:
         raise ConfigError(
             f"{where}: {cfg.network_d['type']} needs a patch size divisible by {multiple}, got {size}"
         )
 
 
-def _check_train(cfg: Config) -> None:
+def _check_train(cfg: AdversarialConfig) -> None:
     train = cfg.train
     assert train is not None
     gans = [name for name, spec in train.losses.items() if is_gan_loss(spec)]
@@ -115,7 +115,7 @@ def _check_train(cfg: Config) -> None:
             raise ConfigError(f"train.usm_gt.{i}: {name!r} is not a loss in train.losses")
 
 
-def _check_degradation(cfg: Config) -> None:
+def _check_degradation(cfg: AdversarialConfig) -> None:
     kind = cfg.data.train.dataset.get("type") if cfg.data.train is not None else None
     if cfg.degradation is not None:
         RealESRGANDegradation.from_config(cfg.degradation, scale=cfg.scale)
@@ -138,18 +138,15 @@ def _check_degradation(cfg: Config) -> None:
         )
 
 
-def _degradation_seed(seed: int) -> int:
-    """A seed for the degradation's generator, different on every DDP rank."""
-    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-    return (seed * 1_000_003 + 7_919 * (rank + 1)) % (2**63)
-
-
 @TASKS.register("adversarial")
 class AdversarialTask(RestorationTask):
     """Train ``net_g`` against ``net_d`` (or, without ``network_d``, on degraded data only)."""
 
+    config_model = AdversarialConfig
+    cfg: AdversarialConfig
+
     @classmethod
-    def check_config(cls, cfg: Config) -> None:
+    def check_config(cls, cfg: AdversarialConfig) -> None:
         super().check_config(cfg)  # network_g, optim_g, scheduler and every loss's arguments
         if cfg.network_d is not None:
             ARCHS.check(cfg.network_d, "network_d")
@@ -157,15 +154,16 @@ class AdversarialTask(RestorationTask):
         if cfg.train is not None:
             _check_train(cfg)
 
-    def __init__(self, cfg: Config, device: torch.device) -> None:
-        super().__init__(cfg, device)
+    def __init__(self, cfg: AdversarialConfig, device: torch.device, training: bool = True) -> None:
+        super().__init__(cfg, device, training)
         self.gan: GANLoss | None = None
         self.gan_name = ""
         self.content: dict[str, nn.Module] = {}
         self.degradation: RealESRGANDegradation | None = None
         self.usm: USMSharp | None = None
+        self.d: Role | None = None
         train = cfg.train
-        if train is None:  # validation / inference: the generator is all there is
+        if train is None or not self.training:  # validation / inference: the generator is all there is
             return
         for name, loss in self.losses.items():
             if isinstance(loss, GANLoss):
@@ -173,49 +171,48 @@ class AdversarialTask(RestorationTask):
             else:
                 self.content[name] = loss
         self.usm_gt = frozenset(train.usm_gt)
+        self.phases.add("g", every=train.net_d_iters, start=train.net_d_init_iters, where="train.net_d_iters")
         if cfg.network_d is not None:
-            self._build_discriminator(cfg, device)
+            pretrained = None
+            if cfg.pretrained_d:
+                pretrained = Pretrained(
+                    cfg.pretrained_d,
+                    cfg.pretrained_d_strict,
+                    cfg.pretrained_d_param_key,
+                    where="pretrained_d",
+                )
+            # the discriminator follows the generator's schedule unless it has its own (BasicSR)
+            sched, where = train.scheduler_d, "train.scheduler_d"
+            if sched is None:
+                sched, where = train.scheduler, "train.scheduler"
+            self.d = self.add_network(
+                "net_d",
+                cfg.network_d,
+                "network_d",
+                pretrained=pretrained,
+                optim=train.optim_d,
+                optim_where="train.optim_d",
+                scheduler=sched,
+                scheduler_where=where,
+                warmup_iter=train.warmup_iter,
+            )
         if cfg.degradation is not None:
+            # draws come from the task's per-rank generator, saved for every rank
             self.degradation = RealESRGANDegradation.from_config(cfg.degradation, scale=cfg.scale).to(device)
             self.pool = self.degradation.make_pool()
-            self.generator = torch.Generator(device).manual_seed(_degradation_seed(cfg.seed))
         elif self.usm_gt:
             self.usm = USMSharp().to(device)
 
-    def _build_discriminator(self, cfg: Config, device: torch.device) -> None:
-        train = cfg.train
-        assert train is not None and cfg.network_d is not None
-        net_d = ARCHS.build(cfg.network_d, "network_d").to(device)
-        if cfg.pretrained_d:
-            _load_pretrained_d(net_d, cfg.pretrained_d, cfg.pretrained_d_strict)
-        if self.channels_last and getattr(net_d, "supports_channels_last", True):
-            net_d.to(memory_format=torch.channels_last)
-        self.networks["net_d"] = net_d
-        self.trainable["net_d"] = net_d
-        params = [p for p in net_d.parameters() if p.requires_grad]
-        self.optimizers["d"] = build_optimizer(params, train.optim_d or {}, "train.optim_d")
-        sched, where = (train.scheduler_d, "train.scheduler_d")
-        if sched is None:
-            sched, where = train.scheduler, "train.scheduler"
-        self.schedulers["d"] = build_scheduler(
-            self.optimizers["d"], sched, where, warmup_iter=train.warmup_iter
-        )
-        amp = train.amp
-        if amp == "fp16" and not getattr(net_d, "supports_fp16", True):
-            amp = "bf16"
-            self.notices.append(f"{cfg.network_d['type']} is not fp16-safe; using bf16 autocast for it")
-        self.amp_d = AmpHelper(amp, device, train.grad_clip)
-
     # ----------------------------------------------------------------- data
     def _as_input(self, x: Tensor) -> Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        return self.d.as_input(x) if self.d is not None else x
 
     @torch.no_grad()
     def _training_pair(self, batch: Batch) -> dict[str, Tensor]:
         """{"lq", "gt"(, "gt_usm")} for one micro-batch: synthesised, or as loaded (+ USM)."""
         if self.degradation is not None:
             out = self.degradation.synthesize(batch, self.generator, self.pool)
-            return {"lq": self._as_input(out["lq"]), "gt": out["gt"], "gt_usm": out["gt_usm"]}
+            return {"lq": self.g.as_input(out["lq"]), "gt": out["gt"], "gt_usm": out["gt_usm"]}
         pair = {"lq": self._lq(batch), "gt": batch["gt"]}
         if self.usm is not None:
             pair["gt_usm"] = self.usm(batch["gt"].float())
@@ -238,29 +235,25 @@ class AdversarialTask(RestorationTask):
         net_g = self.trainable["net_g"]
         net_d = self.networks.get("net_d")
         fakes: list[Tensor] = []
-        if it % train.net_d_iters == 0 and it > train.net_d_init_iters:
+        amp = self.g.amp
+        assert amp is not None and self.g.optimizer is not None
+        if self.phases.run("g", it):
             if net_d is not None:
                 net_d.requires_grad_(False)
-            params = [p for group in self.optimizers["g"].param_groups for p in group["params"]]
             for _, pair, ctx in micro_batches(pairs, [net_g]):
                 with ctx:
-                    with self.amp.autocast():
+                    with amp.autocast():
                         out = net_g(pair["lq"])
                         loss = self._generator_loss(out, pair, add)
-                    self.amp.backward(loss / n)
+                    amp.backward(loss / n)
                 fakes.append(out.detach())
-            self.amp.step(self.optimizers["g"], params)
+            amp.step(self.g.optimizer, self.g.params())
         elif net_d is not None:  # D warm-up or an off-beat iteration: fakes without gradients
-            with torch.no_grad(), self.amp.autocast():
+            with torch.no_grad(), amp.autocast():
                 fakes = [net_g(pair["lq"]).detach() for pair in pairs]
         if net_d is not None:
             net_d.requires_grad_(True)
             self._discriminator_step(pairs, fakes, add)
-        for scheduler in self.schedulers.values():
-            scheduler.step()
-        if self.ema is not None:
-            self.ema.update(self.networks["net_g"])
-        totals["lr"] = torch.tensor(self.optimizers["g"].param_groups[0]["lr"])
         return totals
 
     def _generator_loss(
@@ -286,9 +279,8 @@ class AdversarialTask(RestorationTask):
     def _discriminator_step(
         self, pairs: list[dict[str, Tensor]], fakes: list[Tensor], add: Callable[[str, Tensor], None]
     ) -> None:
-        assert self.gan is not None
-        net_d, gan, amp = self.trainable["net_d"], self.gan, self.amp_d
-        params = [p for group in self.optimizers["d"].param_groups for p in group["params"]]
+        assert self.gan is not None and self.d is not None and self.d.amp is not None
+        net_d, gan, amp = self.trainable["net_d"], self.gan, self.d.amp
         for i, pair, ctx in micro_batches(pairs, [net_d]):
             real = self._as_input(self._target(pair, self.gan_name))
             fake = self._as_input(fakes[i])
@@ -316,37 +308,21 @@ class AdversarialTask(RestorationTask):
             add("l_d_fake", l_fake)
             add("out_d_real", real_pred.detach().mean())
             add("out_d_fake", fake_pred.detach().mean())
-        amp.step(self.optimizers["d"], params)
+        assert self.d.optimizer is not None
+        amp.step(self.d.optimizer, self.d.params())
 
     # ----------------------------------------------------------------- state
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        if "d" in self.optimizers:
-            state["amp_d"] = self.amp_d.state_dict()
-        if self.degradation is not None:
-            state["degradation"] = {"generator": self.generator.get_state(), "pool": self.pool.state_dict()}
+    def rank_state_dict(self) -> dict[str, Any]:
+        state = super().rank_state_dict()
+        if self.degradation is not None:  # each rank's pool holds its own training pairs
+            state["pool"] = self.pool.state_dict()
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        if "d" in self.optimizers:
-            self.amp_d.load_state_dict(state["amp_d"])
+    def load_rank_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_rank_state_dict(state)
         if self.degradation is not None:
-            if "degradation" not in state:
+            if "pool" not in state:
                 raise WeightsError(
-                    "training state has no degradation state; it was saved by a run without one"
+                    "training state has no degradation pool; it was saved by a run without a degradation"
                 )
-            self.generator.set_state(state["degradation"]["generator"])
-            self.pool.load_state_dict(state["degradation"]["pool"])
-
-
-def _load_pretrained_d(net: nn.Module, path: str, strict: bool) -> None:
-    """Discriminator weights from a file; ``strict: false`` loads the tensors that fit by name and shape."""
-    state = load_weights_file(path)
-    if strict:
-        load_checked(net, state, f"{path} (pretrained_d)")
-        return
-    own = net.state_dict()
-    net.load_state_dict(
-        {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}, strict=False
-    )
+            self.pool.load_state_dict(state["pool"])

@@ -2,51 +2,55 @@
 
 The BasicSR ``SRModel`` equivalent: ``net_g`` from ``network_g``, the sum of the configured
 losses on (output, gt), one optimizer, one scheduler, an optional EMA copy used for validation
-and export.
+and export. Validation is the paired loop over every ``data.val`` set (PSNR and SSIM unless a
+set names its own metrics), optionally beside a non-learned bicubic baseline.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from restorekit.archs.detect import load_weights_file
-from restorekit.config import Config
+from restorekit.config.sections import RestorationConfig
 from restorekit.data.degradations import imresize
-from restorekit.errors import ConfigError, WeightsError
-from restorekit.optim import EMA, build_optimizer, build_scheduler, check_optimizer, check_scheduler
-from restorekit.registry import ARCHS, LOSSES, TASKS
-from restorekit.tasks.base import AmpHelper, Batch, Task, micro_batches
+from restorekit.errors import ConfigError
+from restorekit.optim import check_optimizer, check_scheduler
+from restorekit.registry import ARCHS, DATASETS, LOSSES, TASKS, signature_params
+from restorekit.tasks.base import Batch, Pretrained, Role, Task, micro_batches
+from restorekit.tasks.evaluation import (
+    EvalContext,
+    SetResult,
+    ValSetup,
+    build_val_sets,
+    check_val_sets,
+    evaluate_pairs,
+)
+
+BASELINES = ("bicubic",)
 
 
-def check_common_parts(cfg: Config) -> None:
-    """Checks shared by every task that trains ``network_g`` from ``data.train``."""
-    ARCHS.check(cfg.network_g, "network_g", **arch_extras(cfg))
-    if cfg.train is None:
-        return
-    check_optimizer(cfg.train.optim_g, "train.optim_g")
-    if cfg.train.scheduler is not None:
-        check_scheduler(cfg.train.scheduler, "train.scheduler")
-
-
-def arch_extras(cfg: Config) -> dict[str, Any]:
+def arch_extras(cfg: RestorationConfig) -> dict[str, Any]:
     """Arguments taken from the top of the config when an architecture has them."""
     return {"upscale": cfg.scale, "scale": cfg.scale}
 
 
-def load_pretrained(net: nn.Module, path: str, strict: bool) -> None:
-    state = load_weights_file(path)
-    result = net.load_state_dict(state, strict=False)
-    if strict and (result.missing_keys or result.unexpected_keys):
-        missing = ", ".join(result.missing_keys[:3])
-        unexpected = ", ".join(result.unexpected_keys[:3])
-        raise WeightsError(
-            f"{path}: does not fit network_g (missing keys: {missing or '-'}; unexpected keys: "
-            f"{unexpected or '-'}); set pretrained_strict: false to load what fits"
-        )
+def check_train_data(cfg: RestorationConfig) -> None:
+    """The training set's spec, and ``degrade_on: device`` only with a dataset that can leave out the LQ."""
+    if cfg.data.train is None:
+        return
+    DATASETS.check(cfg.data.train.dataset, "data.train.dataset", scale=cfg.scale)
+    if cfg.data.degrade_on == "device":
+        ctor = DATASETS.get(cfg.data.train.dataset["type"], "data.train.dataset.type")
+        if "degrade_on" not in signature_params(ctor):
+            raise ConfigError(
+                f"data.degrade_on: 'device' needs a dataset that makes its LQ on the fly "
+                f"(BicubicDataset), not {cfg.data.train.dataset['type']}"
+            )
 
 
 def bicubic_lq_batch(gt: Tensor, scale: int) -> Tensor:
@@ -55,82 +59,80 @@ def bicubic_lq_batch(gt: Tensor, scale: int) -> Tensor:
     return torch.round(lq * 255.0) / 255.0
 
 
+def generator_pretrained(cfg: RestorationConfig) -> Pretrained | None:
+    if not cfg.pretrained:
+        return None
+    return Pretrained(cfg.pretrained, cfg.pretrained_strict, cfg.pretrained_param_key, where="pretrained")
+
+
 @TASKS.register("restoration")
 class RestorationTask(Task):
     """Train ``net_g`` so that net_g(lq) ≈ gt."""
 
-    @classmethod
-    def check_config(cls, cfg: Config) -> None:
-        check_common_parts(cfg)
-        if cfg.train is not None:
-            for name, spec in cfg.train.losses.items():
-                LOSSES.check(spec, f"train.losses.{name}")
-        if cfg.task == "restoration":  # settings only a GAN task reads must not be silently ignored
-            train = cfg.train
-            unused = [
-                ("network_d", cfg.network_d is not None),
-                ("pretrained_d", cfg.pretrained_d is not None),
-                ("degradation", cfg.degradation is not None),
-                ("train.optim_d", train is not None and train.optim_d is not None),
-                ("train.scheduler_d", train is not None and train.scheduler_d is not None),
-            ]
-            for key, present in unused:
-                if present:
-                    raise ConfigError(
-                        f"{key}: only used by task 'adversarial' (this config's task is 'restoration')"
-                    )
+    config_model = RestorationConfig
+    cfg: RestorationConfig
 
-    def __init__(self, cfg: Config, device: torch.device) -> None:
-        super().__init__(cfg, device)
-        net_g = ARCHS.build(cfg.network_g, "network_g", **arch_extras(cfg)).to(device)
-        if cfg.pretrained:
-            load_pretrained(net_g, cfg.pretrained, cfg.pretrained_strict)
-        self.networks["net_g"] = net_g
-        self.trainable["net_g"] = net_g
-        self.ema: EMA | None = None
-        self.losses: dict[str, nn.Module] = {}
-        self.channels_last = False
-        train = cfg.train
-        if train is None:  # validation / inference only
+    @classmethod
+    def check_config(cls, cfg: RestorationConfig) -> None:  # type: ignore[override]
+        ARCHS.check(cfg.network_g, "network_g", **arch_extras(cfg))
+        check_train_data(cfg)
+        check_val_sets(cfg, cls.dataset_extras(cfg), cls.default_metrics(), need_dataset=True)
+        if cfg.train is None:
             return
-        arch = cfg.network_g["type"]
-        self.channels_last = train.channels_last and getattr(net_g, "supports_channels_last", True)
-        if train.channels_last and not self.channels_last:
-            self.notices.append(f"{arch} does not support channels_last; training in contiguous layout")
-        if self.channels_last:
-            net_g.to(memory_format=torch.channels_last)
-        for name, spec in train.losses.items():
-            self.losses[name] = LOSSES.build(spec, f"train.losses.{name}").to(device)
-        params = [p for p in net_g.parameters() if p.requires_grad]
-        self.optimizers["g"] = build_optimizer(params, train.optim_g, "train.optim_g")
-        self.schedulers["g"] = build_scheduler(
-            self.optimizers["g"], train.scheduler, "train.scheduler", warmup_iter=train.warmup_iter
+        check_optimizer(cfg.train.optim_g, "train.optim_g")
+        if cfg.train.scheduler is not None:
+            check_scheduler(cfg.train.scheduler, "train.scheduler")
+        for name, spec in cfg.train.losses.items():
+            LOSSES.check(spec, f"train.losses.{name}")
+
+    @classmethod
+    def dataset_extras(cls, cfg: RestorationConfig) -> dict[str, Any]:  # type: ignore[override]
+        return {"scale": cfg.scale}
+
+    @classmethod
+    def default_metrics(cls) -> dict[str, dict[str, Any]]:
+        return {"psnr": {}, "ssim": {}}
+
+    def __init__(self, cfg: RestorationConfig, device: torch.device, training: bool = True) -> None:
+        super().__init__(cfg, device, training)
+        train = cfg.train if self.training else None
+        self.g: Role = self.add_network(
+            "net_g",
+            cfg.network_g,
+            "network_g",
+            extras=arch_extras(cfg),
+            pretrained=generator_pretrained(cfg),
+            optim=train.optim_g if train else None,
+            optim_where="train.optim_g",
+            scheduler=train.scheduler if train else None,
+            scheduler_where="train.scheduler",
+            warmup_iter=train.warmup_iter if train else 0,
+            ema_decay=train.ema_decay if train else 0.0,
         )
-        if train.ema_decay > 0:
-            self.ema = EMA(net_g, train.ema_decay)
-            self.networks["net_g_ema"] = self.ema.module
-        amp = train.amp
-        if amp == "fp16" and not getattr(net_g, "supports_fp16", True):
-            amp = "bf16"
-            self.notices.append(f"{arch} is not fp16-safe (overflows to NaN); using bf16 autocast instead")
-        self.amp = AmpHelper(amp, device, train.grad_clip)
+        self.losses: dict[str, nn.Module] = {}
+        if train is not None:
+            for name, spec in train.losses.items():
+                self.losses[name] = LOSSES.build(spec, f"train.losses.{name}").to(device)
+        self._val_sets: list[ValSetup] | None = None
+
+    @property
+    def ema(self) -> Any:
+        return self.g.ema
 
     def _lq(self, batch: Batch) -> Tensor:
         """The LQ input; made here, batched on the device, when the dataset left it out
         (``data.degrade_on: device``): MATLAB bicubic, clipped and rounded to 8 bit like on host."""
         x = batch["lq"] if "lq" in batch else bicubic_lq_batch(batch["gt"], self.cfg.scale)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        return self.g.as_input(x)
 
     def train_step(self, batches: Sequence[Batch], it: int) -> dict[str, Tensor]:
-        net = self.trainable["net_g"]
-        params = [p for group in self.optimizers["g"].param_groups for p in group["params"]]
+        net, amp = self.trainable["net_g"], self.g.amp
+        assert amp is not None and self.g.optimizer is not None
         totals: dict[str, Tensor] = {}
         n = len(batches)
         for _, batch, ctx in micro_batches(batches, [net]):
             with ctx:
-                with self.amp.autocast():
+                with amp.autocast():
                     out = net(self._lq(batch))
                 out = out.float()
                 gt = batch["gt"]
@@ -139,17 +141,14 @@ class RestorationTask(Task):
                     value = crit(out, gt)
                     loss = loss + value
                     totals[f"l_{name}"] = totals.get(f"l_{name}", 0) + value.detach() / n
-                self.amp.backward(loss / n)
-        self.amp.step(self.optimizers["g"], params)
-        self.schedulers["g"].step()
-        if self.ema is not None:
-            self.ema.update(self.networks["net_g"])
-        totals["lr"] = torch.tensor(self.optimizers["g"].param_groups[0]["lr"])
+                amp.backward(loss / n)
+        amp.step(self.g.optimizer, self.g.params())
         return totals
 
+    # ----------------------------------------------------------------- evaluation
     def eval_network(self) -> nn.Module:
-        if self.ema is not None and self.cfg.val.use_ema:
-            return self.ema.module
+        if self.g.ema is not None and self.cfg.val.use_ema:
+            return self.g.ema.module
         return self.networks["net_g"]
 
     @torch.no_grad()
@@ -164,26 +163,46 @@ class RestorationTask(Task):
     @torch.no_grad()
     def baseline_step(self, batch: Batch, kind: str = "bicubic") -> dict[str, Tensor]:
         """The output of a non-learned baseline on the same batch (MATLAB bicubic upscaling)."""
-        if kind != "bicubic":
-            raise ConfigError(f"--baseline: unknown baseline {kind!r}; known: bicubic")
+        if kind not in BASELINES:
+            raise ConfigError(f"--baseline: unknown baseline {kind!r}; known: {', '.join(BASELINES)}")
         lq = batch["lq"]
         out = lq if self.cfg.scale == 1 else imresize(lq, self.cfg.scale)
         return {"output": out.clamp(0, 1), "gt": batch["gt"]}
 
-    def export_network(self) -> nn.Module:
-        return self.ema.module if self.ema is not None else self.networks["net_g"]
+    def val_sets(self) -> list[ValSetup]:
+        """The validation sets with their metrics, built once (metrics may hold networks)."""
+        if self._val_sets is None:
+            self._val_sets = build_val_sets(self.cfg, self.dataset_extras(self.cfg), self.default_metrics())
+        return self._val_sets
 
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        if self.cfg.train is not None:
-            state["amp"] = self.amp.state_dict()
-        if self.ema is not None:  # the averaged weights themselves are saved as net_g_ema
-            state["ema_step"] = self.ema.step
-        return state
+    def evaluates(self) -> bool:
+        return bool(self.cfg.data.val)
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        if self.cfg.train is not None and "amp" in state:
-            self.amp.load_state_dict(state["amp"])
-        if self.ema is not None:
-            self.ema.step = int(state["ema_step"])
+    def evaluate(self, ctx: EvalContext) -> dict[str, SetResult]:
+        results: dict[str, SetResult] = {}
+        for vset in self.val_sets():
+            save_dir = ctx.image_dir(vset.name) if vset.cfg.save_images else None
+            results[vset.name] = evaluate_pairs(self.eval_step, vset, ctx, save_dir)
+            if ctx.baseline is not None:
+                kind = ctx.baseline
+                plain = dataclasses.replace(ctx, collect=None)  # report crops are the model's only
+                base = evaluate_pairs(functools.partial(self.baseline_step, kind=kind), vset, plain)
+                base.baseline_of = vset.name
+                results[f"{vset.name}/{kind}"] = base
+        return results
+
+    def sample_images(self) -> dict[str, Tensor]:
+        """Each set's first image: the output above the GT."""
+        images: dict[str, Tensor] = {}
+        for vset in self.val_sets():
+            sample = vset.dataset[0]
+            batch = {k: v[None].to(self.device) for k, v in sample.items() if torch.is_tensor(v)}
+            out = self.eval_step(batch)
+            images[f"val/{vset.name}/output_gt"] = torch.cat([out["output"], out["gt"]])
+        return images
+
+    def export(self) -> nn.Module:
+        return self.g.ema.module if self.g.ema is not None else self.networks["net_g"]
+
+    def describe(self) -> str:
+        return str(self.cfg.network_g["type"])
