@@ -63,7 +63,8 @@ from restorekit.errors import ConfigError, WeightsError
 from restorekit.registry import ARCHS
 from restorekit.weights import _read_object as read_weights_object  # the one safe torch.load
 
-# skip-layer excitation: the gate computed after stage n multiplies the output of side 2**m
+# skip-layer excitation (stage n, m): the gate computed from stage n's output (side 2**(n+1))
+# multiplies the map of side 2**m: 16 px gates 128 px, 32 → 256, 64 → 512, 128 → 1024
 _SLE = ((3, 7), (4, 8), (5, 9), (6, 10))
 
 
@@ -101,8 +102,9 @@ class LightweightGANGenerator(nn.Module):
 
     A 4×4 start (transposed conv, BatchNorm, GLU, L2-normalised over channels), then one ×2
     stage per octave: pixel-shuffle upsample, blur, 4×4 conv, noise, BatchNorm, GLU; optional
-    linear + window attention before a stage; skip-layer excitation gates 8→128, 16→256,
-    32→512, 64→1024 px (global context, or FcaNet with ``freq_chan_attn``).
+    linear + window attention before a stage; skip-layer excitation: channel gates computed
+    from the 16, 32, 64, 128 px maps multiply the 128, 256, 512, 1024 px maps (global context,
+    or FcaNet with ``freq_chan_attn``).
 
     Args:
         image_size: output side, a power of 2 (≥ 8).

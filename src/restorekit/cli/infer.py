@@ -7,6 +7,23 @@ from typing import Any
 
 
 def add_parsers(sub: Any) -> None:
+    g = sub.add_parser("generate", help="images, a grid or a latent walk from a trained generator")
+    g.add_argument(
+        "--weights", required=True, help=".safetensors, run/checkpoint folder, or lightweight-gan model_N.pt"
+    )
+    g.add_argument("-n", "--num-images", type=int, default=64, help="images to generate (64)")
+    g.add_argument("-o", "--output", default="generated", help="folder, grid file, or walk .gif (generated/)")
+    g.add_argument("--grid", action="store_true", help="one grid image instead of single images")
+    g.add_argument("--seed", type=int, default=0, help="latent i depends on (seed, i) only (0)")
+    g.add_argument("--raw", action="store_true", help="the raw generator instead of the EMA copy")
+    g.add_argument("--interpolate", action="store_true", help="a slerp walk through latents, as a GIF")
+    g.add_argument("--steps", type=int, default=100, help="frames of the walk (100)")
+    g.add_argument("--num", type=int, default=8, help="latents the walk passes through (8)")
+    g.add_argument("--frames", action="store_true", help="also write the walk's frames as PNG")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    g.set_defaults(func=cmd_generate)
+
     i = sub.add_parser("infer", help="restore / upscale images (tiled, any size)")
     i.add_argument("--weights", required=True, help=".safetensors, official .pth, or checkpoint/run folder")
     i.add_argument("-i", "--input", required=True, help="file, folder or quoted glob ('dir/*.png')")
@@ -67,4 +84,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     for line in lines:
         print(line)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from restorekit.inference.generate import generate
+
+    written = generate(
+        args.weights, args.output, num=args.num_images, seed=args.seed, as_grid=args.grid, raw=args.raw,
+        device=args.device, interpolate=args.interpolate, steps=args.steps, points=args.num,
+        frames=args.frames, overwrite=args.overwrite,
+    )  # fmt: skip
+    print(f"wrote {len(written)} file(s): {written[0]}" + (" ..." if len(written) > 1 else ""))
     return 0

@@ -36,6 +36,7 @@ from restorekit.archs.info import arch_info
 from restorekit.archs.lightweight_gan import read_lightweight_gan_checkpoint
 from restorekit.config.generation import GenerationConfig
 from restorekit.data.degradations.diffaugment import AdaptiveP, DiffAugment, auto_aug_prob, check_types
+from restorekit.data.latents import latent_bank
 from restorekit.errors import ConfigError
 from restorekit.losses.lightweight_gan import (
     discriminator_loss,
@@ -57,15 +58,6 @@ from restorekit.tasks.evaluation import (
 from restorekit.weights import load_into
 
 CHUNK = 16  # images generated per forward in evaluation; chunk c is rank c % world's
-
-
-def latent_bank(num: int, dim: int, seed: int, start: int = 0) -> Tensor:
-    """Latents of images ``start .. start + num``: each a pure function of (seed, index)."""
-    rows = [
-        torch.randn(dim, generator=torch.Generator().manual_seed(seed * 1_000_003 + i))
-        for i in range(start, start + num)
-    ]
-    return torch.stack(rows)
 
 
 @TASKS.register("generation")

@@ -1,0 +1,147 @@
+"""The generation task (lightweight-gan) in the shared trainer: it trains, validates with set
+metrics, keeps its EMA schedule, and resumes bit for bit (optimizers, EMA, fixed latents, draws)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from restorekit.cli import main
+from restorekit.config import validate_config
+from restorekit.data.datasets import ImageFolderDataset
+from restorekit.data.shapes import make_shapes
+from restorekit.engine.trainer import Trainer
+from restorekit.errors import ConfigError
+from restorekit.registry import TASKS
+
+
+def gen_config(tmp_path: Path, **train: Any) -> dict[str, Any]:
+    make_shapes(tmp_path / "shapes", num=12, size=16, seed=1)
+    kid = {"weights": "random", "dims": 64, "resize_to": 75, "num_images": 8, "subsets": 4, "subset_size": 4}
+    return {
+        "name": "gen",
+        "task": "generation",
+        "seed": 1,
+        "device": "cpu",
+        "experiments_root": str(tmp_path / "experiments"),
+        "network_g": {"type": "LightweightGANGenerator", "image_size": 16, "latent_dim": 16, "fmap_max": 16},
+        "network_d": {
+            "type": "LightweightGANDiscriminator",
+            "image_size": 16,
+            "fmap_max": 16,
+            "disc_output_size": 1,
+        },
+        "data": {
+            "train": {
+                "dataset": {"type": "ImageFolderDataset", "dataroot": str(tmp_path / "shapes")},
+                "batch_size": 2,
+                "num_workers": 0,
+            },
+            "val": {"shapes": {"metrics": {"kid": kid}}},
+        },
+        "train": {
+            "total_iter": 4,
+            "gp_every": 2,
+            "augment": {"prob": 0.5},
+            "ema": {"decay": 0.5, "every": 1, "start": 1, "reset_every": 2, "reset_until": 3},
+            **train,
+        },
+        "samples": {"num": 4},
+        "val": {"freq": 4},
+        "logger": {"print_freq": 2, "save_checkpoint_freq": 2, "progress_bar": False, "tensorboard": False},
+    }
+
+
+def test_image_folder_dataset_prepares_like_lightweight_gan(tmp_path: Path) -> None:
+    make_shapes(tmp_path / "s", num=3, size=24, seed=0)
+    ds = ImageFolderDataset(str(tmp_path / "s"), image_size=16, cache_images=True)
+    sample = ds[(0, 5)]
+    assert (
+        sample["gt"].shape == (3, 16, 16) and 0 <= float(sample["gt"].min()) <= float(sample["gt"].max()) <= 1
+    )
+    assert ds.cache_bytes == 3 * 16 * 16 * 3  # uint8, resized once
+    gray = ImageFolderDataset(str(tmp_path / "s"), image_size=16, mode="gray")
+    assert gray[0]["gt"].shape == (1, 16, 16)
+    aug = ImageFolderDataset(str(tmp_path / "s"), image_size=16, dataset_aug_prob=1.0)
+    assert torch.equal(aug[(1, 7)]["gt"], aug[(1, 7)]["gt"])  # the key's seed decides the crop
+    with pytest.raises(Exception, match="smaller than min_size 32"):
+        ImageFolderDataset(str(tmp_path / "s"), image_size=16, min_size=32)[0]
+
+
+def test_generation_config_checks(tmp_path: Path) -> None:
+    raw = gen_config(tmp_path)
+    raw["network_d"] = {**raw["network_d"], "image_size": 32}
+    with pytest.raises(ConfigError, match=r"network_d\.image_size: 32 differs from network_g\.image_size 16"):
+        TASKS.get("generation").check_config(validate_config(raw))
+    with pytest.raises(ConfigError, match="scale: only used by task"):
+        validate_config({**gen_config(tmp_path), "scale": 2})
+
+
+@pytest.mark.slow
+def test_generation_trains_validates_and_resumes_bitwise(tmp_path: Path) -> None:
+    raw = gen_config(tmp_path)
+    cfg = validate_config(raw)
+    root = Path(raw["experiments_root"])
+    straight, resumed = root / "straight", root / "resumed"
+    straight.mkdir(parents=True)
+    resumed.mkdir(parents=True)
+    trainer = Trainer(cfg, straight)
+    assert trainer.task.aug_p == 0.5
+    trainer.fit()
+    rows = [json.loads(line) for line in (straight / "stats.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if r["kind"] == "train"]
+    assert [r["iter"] for r in train_rows] == [2, 4] and "l_gp" in train_rows[0] and "l_aux" in train_rows[0]
+    val = [r for r in rows if r["kind"] == "val/shapes"]
+    assert len(val) == 1 and val[0]["iter"] == 4 and val[0]["kid"] == val[0]["kid"]  # finite, not NaN
+    again = Trainer(cfg, resumed, resume=straight / "checkpoints" / "iter_2")
+    again.fit()
+    for name in ("net_g", "net_g_ema", "net_d"):
+        a = load_file(str(straight / "checkpoints" / "iter_4" / f"{name}.safetensors"))
+        b = load_file(str(resumed / "checkpoints" / "iter_4" / f"{name}.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    state = torch.load(straight / "checkpoints" / "iter_4" / "training_state.pt", weights_only=True)
+    assert state["task"]["fixed_latents"].shape == (4, 16) and state["task"]["phases"]["gp"]["runs"] == 2
+    exported = load_file(str(straight / "model.safetensors"))
+    ema = load_file(str(straight / "checkpoints" / "iter_4" / "net_g_ema.safetensors"))
+    assert all(torch.equal(exported[k], ema[k]) for k in ema)  # samples and exports use the EMA G
+    # restorekit generate: singles, a grid and a GIF walk from the run folder (the EMA generator)
+    out = tmp_path / "gen"
+    assert main(["generate", "--weights", str(straight), "-n", "3", "-o", str(out), "--seed", "2"]) == 0
+    singles = sorted(out.iterdir())
+    assert [p.name for p in singles] == ["seed2_00000.png", "seed2_00001.png", "seed2_00002.png"]
+    assert cv2.imread(str(singles[0])).shape == (16, 16, 3)
+    again = tmp_path / "again"
+    export = str(straight / "model.safetensors")
+    assert main(["generate", "--weights", export, "-n", "1", "-o", str(again), "--seed", "2"]) == 0
+    # image i depends on (seed, i) only, whatever else is generated and from which source
+    assert np.array_equal(cv2.imread(str(again / "seed2_00000.png")), cv2.imread(str(singles[0])))
+    grid_path = tmp_path / "grid.png"
+    assert main(["generate", "--weights", str(straight), "-n", "4", "--grid", "-o", str(grid_path)]) == 0
+    assert cv2.imread(str(grid_path)).shape == (2 + 2 * 18, 2 + 2 * 18, 3)
+    gif = tmp_path / "walk.gif"
+    walk = ["--interpolate", "--steps", "6", "--num", "3", "--frames"]
+    assert main(["generate", "--weights", str(straight), *walk, "-o", str(gif)]) == 0
+    from PIL import Image
+
+    with Image.open(gif) as im:
+        assert im.n_frames == 6 and im.size == (16, 16)
+    assert len(list((tmp_path / "walk").iterdir())) == 6
+
+
+def test_generate_refuses_a_restoration_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from restorekit.archs.export import export_network
+    from restorekit.registry import ARCHS
+
+    path = tmp_path / "edsr.safetensors"
+    spec = {"type": "EDSR", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 4, "num_block": 1, "upscale": 2}
+    export_network(ARCHS.build(spec), path)
+    assert main(["generate", "--weights", str(path), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: {path}: is a restoration network, not a generator; use restorekit infer"
