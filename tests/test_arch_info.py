@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -30,13 +29,7 @@ from restorekit.inference.upscale import Upscaler
 from restorekit.registry import ARCHS
 from test_archs import SMALL_KWARGS, logits_of
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small nets run faster on one thread
 
 
 def test_every_registered_arch_declares_info() -> None:

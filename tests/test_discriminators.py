@@ -10,7 +10,6 @@ are tested in test_archs.py.)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,13 +22,7 @@ from restorekit.archs.discriminators import recognize_unet_sn, recognize_vgg_sty
 from restorekit.registry import ARCHS
 from restorekit.weights import load_into, read_state_dict
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small nets run faster on one thread
 
 
 def _shapes(name: str, **kwargs: object) -> dict[str, tuple[int, ...]]:

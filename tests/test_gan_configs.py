@@ -4,7 +4,6 @@ train on the sample data set through the CLI (a few iterations here; minutes at 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,12 +25,7 @@ SHORT = [
 NO_VAL = ["data.val={}", "val.baseline=null"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small nets run faster on one thread
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ our modules.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,13 +19,7 @@ from restorekit.archs.detect import build_from_state_dict, detect_arch
 from restorekit.errors import ConfigError
 from restorekit.registry import ARCHS
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small nets run faster on one thread
 
 
 def _shapes(name: str, **kwargs: Any) -> dict[str, tuple[int, ...]]:

@@ -8,7 +8,6 @@ register. Big models are built on the meta device only.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -25,13 +24,7 @@ from restorekit.archs.swinir import SwinIR
 from restorekit.inference.tiling import tiled_forward
 from restorekit.registry import ARCHS
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small nets run faster on one thread
 
 
 def official_layout(
