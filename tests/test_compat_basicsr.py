@@ -128,12 +128,6 @@ REFUSED = {
         HEAD.format(name="BasicVSR_REDS", model="VideoRecurrentModel", scale=4),
         "model_type: 'VideoRecurrentModel' cannot be converted; supported model types: SRModel,",
     ),
-    "train_RCAN_x2.yml": (
-        HEAD.format(name="201_RCANx2_scratch_DIV2K_rand0", model="SRModel", scale=2)
-        + "network_g: {type: RCAN, num_in_ch: 3, num_feat: 64, num_group: 10, num_block: 20, upscale: 2}\n"
-        + SR_DATA.replace("X4", "X2").replace("x4", "x2"),
-        "network_g.type: unknown architecture 'RCAN'",
-    ),
     "train_ECBSR_x4_m4c16_prelu.yml": (
         HEAD.format(name="100_train_ECBSR_x4_m4c16_prelu", model="SRModel", scale=4)
         + "network_g: {type: ECBSR, num_in_ch: 1, num_out_ch: 1, num_block: 4, num_channel: 16, scale: 4}\n"
@@ -148,6 +142,15 @@ REFUSED = {
         "high_order_degradation: false (fine-tuning on paired data, RealESRGANPairedDataset)",
     ),
 }
+
+
+# BasicSR's train_RCAN_x2.yml: refused while RCAN was unknown, converted since it is registered
+RCAN_X2 = (
+    HEAD.format(name="201_RCANx2_scratch_DIV2K_rand0", model="SRModel", scale=2)
+    + "network_g: {type: RCAN, num_in_ch: 3, num_out_ch: 3, num_feat: 64, num_group: 10, num_block: 20,"
+    + " squeeze_factor: 16, upscale: 2, res_scale: 1, img_range: 255., rgb_mean: [0.4488, 0.4371, 0.4040]}\n"
+    + SR_DATA.replace("X4", "X2").replace("x4", "x2")
+)
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -330,3 +333,11 @@ def test_converter_modules_share_no_private_names_and_import_no_circle() -> None
         if module != "restorekit.compat.basicsr":  # only the entry point imports the converters
             assert "restorekit.compat.basicsr" not in graph[module], f"{module} imports the package"
         visit(module, ())
+
+
+def test_rcan_option_file_converts_now_that_rcan_is_registered(tmp_path: Path) -> None:
+    out = tmp_path / "rcan.yml"
+    import_basicsr_file(write(tmp_path, "train_RCAN_x2.yml", RCAN_X2), out)
+    converted = yaml.safe_load(out.read_text())
+    assert converted["network_g"]["type"] == "RCAN" and converted["network_g"]["num_group"] == 10
+    assert converted["scale"] == 2
