@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from restorekit.cli import main
@@ -145,3 +146,79 @@ def test_generate_refuses_a_restoration_model(tmp_path: Path, capsys: pytest.Cap
     assert main(["generate", "--weights", str(path), "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.strip() == f"error: {path}: is a restoration network, not a generator; use restorekit infer"
+
+
+def test_new_writes_configs_that_validate_and_checkpoints_list(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "flowers").mkdir()
+    out = tmp_path / "flowers.yml"
+    assert (
+        main(
+            [
+                "new",
+                "lightweight-gan",
+                "--data",
+                str(tmp_path / "flowers"),
+                "--image-size",
+                "64",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    cfg = validate_config(yaml.safe_load(out.read_text()))
+    assert cfg.task == "generation" and cfg.name == "flowers" and cfg.network_g["image_size"] == 64
+    assert "# " in out.read_text()  # commented, for people
+    assert main(["new", "lightweight-gan", "--data", str(tmp_path / "flowers"), "-o", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (
+        main(
+            ["new", "sr", "--data", str(tmp_path / "flowers"), "--scale", "3", "-o", str(tmp_path / "sr.yml")]
+        )
+        == 0
+    )
+    assert validate_config(yaml.safe_load((tmp_path / "sr.yml").read_text())).scale == 3
+    assert (
+        main(
+            [
+                "new",
+                "lightweight-gan",
+                "--data",
+                str(tmp_path / "flowers"),
+                "--image-size",
+                "100",
+                "-o",
+                str(tmp_path / "x.yml"),
+            ]
+        )
+        == 2
+    )
+    assert "--image-size: expected a power of 2" in capsys.readouterr().err
+    # checkpoints list on a run folder: every checkpoint, its metrics, the best marked
+    run = tmp_path / "run"
+    (run / "checkpoints" / "iter_2").mkdir(parents=True)
+    (run / "checkpoints" / "iter_4").mkdir(parents=True)
+    for it in (2, 4):
+        torch.save(
+            {"best": {"s/fid": {"value": 3.0, "iter": 2}}},
+            run / "checkpoints" / f"iter_{it}" / "training_state.pt",
+        )
+        (run / "val" / "s").mkdir(parents=True, exist_ok=True)
+        (run / "val" / "s" / f"iter_{it}.json").write_text(json.dumps({"fid": 3.0 if it == 2 else 5.0}))
+    capsys.readouterr()
+    assert main(["checkpoints", "list", str(run), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["iter"], r["metrics"], r["best"], r["state"]) for r in rows] == [
+        (2, {"s/fid": 3.0}, True, "no-manifest"),
+        (4, {"s/fid": 5.0}, False, "no-manifest"),
+    ]
+
+
+@pytest.mark.parametrize("name", ["lightweight_gan_256", "lightweight_gan_toy"])
+def test_generation_recipes_pass_dry_run(name: str, capsys: pytest.CaptureFixture) -> None:
+    path = Path(__file__).resolve().parents[1] / "configs" / f"{name}.yml"
+    assert main(["train", "-c", str(path), "--dry-run"]) == 0
+    dumped = yaml.safe_load(capsys.readouterr().out)
+    assert dumped["task"] == "generation" and dumped["train"]["optim_g"]["betas"] == [0.5, 0.9]

@@ -7,8 +7,26 @@ import json
 from pathlib import Path
 from typing import Any
 
+from restorekit.errors import RestorekitError
+
 
 def add_parsers(sub: Any) -> None:
+    n = sub.add_parser("new", help="write a complete, commented config for your data (--list: templates)")
+    n.add_argument("template", nargs="?", help="lightweight-gan | sr")
+    n.add_argument("--list", action="store_true", help="list the templates")
+    n.add_argument("--data", help="folder of training images")
+    n.add_argument("--image-size", type=int, default=256, help="lightweight-gan: image side (256)")
+    n.add_argument("--scale", type=int, default=2, help="sr: upscaling factor (2)")
+    n.add_argument("--name", help="run name (default: the data folder's name)")
+    n.add_argument("-o", "--output", help="the config file to write")
+    n.add_argument("--overwrite", action="store_true")
+    n.set_defaults(func=cmd_new)
+    k = sub.add_parser("checkpoints", help="checkpoint tools").add_subparsers(metavar="ACTION")
+    kl = k.add_parser("list", help="each checkpoint of a run: iteration, time, metrics; the best marked")
+    kl.add_argument("run", metavar="RUN_DIR")
+    kl.add_argument("--json", action="store_true", help="one JSON object per line")
+    kl.set_defaults(func=cmd_checkpoints_list)
+
     d = sub.add_parser("data", help="data set tools").add_subparsers(metavar="ACTION")
     lm = d.add_parser("make-lmdb", help="pack a folder of images into an LMDB (BasicSR layout)")
     lm.add_argument("folder")
@@ -78,4 +96,43 @@ def cmd_import_basicsr(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}")
     print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from restorekit.config.templates import TEMPLATES, render_template
+
+    if args.list or not args.template:
+        for name, what in TEMPLATES.items():
+            print(f"{name:<16} {what}")
+        return 0 if args.list else 2
+    if not args.data or not args.output:
+        raise RestorekitError(f"new {args.template}: --data FOLDER and -o OUT.yml are required")
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise RestorekitError(f"{out}: already exists; pass --overwrite to replace it")
+    if not Path(args.data).is_dir():
+        raise RestorekitError(f"--data {args.data}: not a folder of images")
+    text = render_template(args.template, args.data, str(out), args.name, args.image_size, args.scale)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise RestorekitError(f"{out}: cannot be written ({exc.strerror or exc})") from None
+    print(f"wrote {out}; train with: restorekit train -c {out}")
+    return 0
+
+
+def cmd_checkpoints_list(args: argparse.Namespace) -> int:
+    from restorekit.engine.runinfo import checkpoint_rows
+
+    rows = checkpoint_rows(Path(args.run))
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    for row in rows:
+        metrics = "  ".join(f"{k} {v:.4g}" for k, v in row["metrics"].items())
+        mark = "  <- best" if row["best"] else ""
+        print(f"iter {row['iter']:>8d}  {row['time']}  {row['state']:<7}  {metrics}{mark}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from typing import Any
@@ -54,6 +55,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def launch_torchrun(nproc: int, argv: list[str]) -> int:
     """``restorekit train --nproc N ...`` → ``torchrun --standalone --nproc_per_node N -m restorekit ...``."""
+    from restorekit.engine.distributed import parent_death_setter
+
     if nproc < 1:
         raise RestorekitError(f"--nproc: expected a positive number of processes, got {nproc}")
     rest = list(argv)
@@ -65,7 +68,18 @@ def launch_torchrun(nproc: int, argv: list[str]) -> int:
             del rest[i]
             break
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    return subprocess.call([*cmd, "-m", "restorekit", *rest])
+    # torchrun's agent gets SIGTERM when this process dies (even by SIGKILL) and then stops its
+    # workers, which in turn watch the agent (engine.distributed.watch_parent): no orphans.
+    arm = None
+    me = os.getpid()
+
+    def in_child() -> None:
+        if arm is not None:
+            arm()
+        if os.getppid() != me:  # this launcher died between fork and arming
+            os._exit(1)
+
+    return subprocess.call([*cmd, "-m", "restorekit", *rest], preexec_fn=in_child)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

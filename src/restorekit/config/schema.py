@@ -100,6 +100,12 @@ class TrainCore(Strict):
         description="After a non-finite loss or weight: roll back to the last good checkpoint and retry "
         "with fresh draws this many times, then stop with an error (0: stop at once).",
     )
+    dist_timeout: float = Field(
+        600,
+        gt=0,
+        description="DDP: seconds a rank waits for the others in a collective before the job stops "
+        "with an error naming the rank that did not arrive (instead of hanging).",
+    )
 
 
 class Val(Strict):

@@ -58,7 +58,7 @@ def train_run(
         f"{run_dir}: experiment folder already exists; continue it with --resume auto, "
         f"or start a new run with another name (name=NEW)"
     )
-    info = init_distributed("cuda" if wants_cuda(cfg.device) else "cpu")
+    info = init_distributed("cuda" if wants_cuda(cfg.device) else "cpu", timeout=cfg.train.dist_timeout)
     lock = RunLock(run_dir)
     created = started = False
     notes: list[str] = []
@@ -147,7 +147,8 @@ def validate_run(
     if not cfg.data.val:
         raise ConfigError(f"{source}: data.val: no validation sets to evaluate")
     own_group = info is None
-    info = info or init_distributed("cuda" if wants_cuda(cfg.device) else "cpu")
+    timeout = cfg.train.dist_timeout if cfg.train is not None else 600.0
+    info = info or init_distributed("cuda" if wants_cuda(cfg.device) else "cpu", timeout=timeout)
     try:
         device = pick_device(cfg.device, info.local_rank)
         task_cls = TASKS.get(cfg.task, "task")

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from restorekit.archs.export import export_network
+from restorekit.ckptdir import latest_intact_checkpoint
 from restorekit.config import RunConfig, dump_config
 from restorekit.data.prefetch import CPUPrefetcher, CUDAPrefetcher
 from restorekit.device import pick_device
@@ -269,7 +270,7 @@ class Trainer:
             )
         del prefetcher  # its workers read the old draw order
         barrier(self.info)
-        path = latest_checkpoint(self.run_dir)
+        path, _ = latest_intact_checkpoint(self.run_dir)
         if path is not None:
             networks, state = load_checkpoint(path)
             self._restore(networks, state, str(path))

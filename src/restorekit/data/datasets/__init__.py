@@ -7,6 +7,7 @@
 - ``sr``: ``SRDataset`` — ``scale``, ``gt_size`` and flips on top of ``KeyedDataset``.
 - ``paired``: ``PairedImageDataset`` (GT/LQ folders, BasicSR/DIV2K pairing), ``fit_gt_to_lq``.
 - ``bicubic``: ``BicubicDataset`` (GT only, MATLAB bicubic LQ), ``bicubic_lq``.
+- ``degraded``: ``NoisyImageDataset``, ``JPEGDataset`` (scale 1: GT only, noise / JPEG LQ).
 - ``folder``: ``ImageFolderDataset`` (unpaired images for generation, lightweight-gan's preparation).
 
 Every name the single-module ``datasets.py`` offered is importable from here as before.
@@ -14,6 +15,7 @@ Every name the single-module ``datasets.py`` offered is importable from here as 
 
 from restorekit.data.datasets.base import KeyedDataset, log, split_key
 from restorekit.data.datasets.bicubic import BicubicDataset, bicubic_lq
+from restorekit.data.datasets.degraded import JPEGDataset, NoisyImageDataset, jpeg_roundtrip
 from restorekit.data.datasets.folder import ImageFolderDataset
 from restorekit.data.datasets.paired import PairedImageDataset, fit_gt_shape, fit_gt_to_lq, pair_refs
 from restorekit.data.datasets.sr import SRDataset, check_sr_options
@@ -42,7 +44,9 @@ __all__ = [
     "BicubicDataset",
     "ImageFolderDataset",
     "ImageStore",
+    "JPEGDataset",
     "KeyedDataset",
+    "NoisyImageDataset",
     "PairedImageDataset",
     "SRDataset",
     "Source",
@@ -54,6 +58,7 @@ __all__ = [
     "fit_gt_to_lq",
     "gt_names",
     "gt_refs",
+    "jpeg_roundtrip",
     "log",
     "pair_refs",
     "split_key",

@@ -1,0 +1,246 @@
+"""Scale-1 restoration datasets: GT images only, the LQ made on the fly by a degradation.
+
+``NoisyImageDataset`` (Gaussian denoising, SwinIR/DnCNN style) and ``JPEGDataset`` (JPEG
+artefact removal) share the GT side with ``BicubicDataset``: a folder or LMDB store, the
+crop-first integer path (only the patch is decoded, flipped and converted to float) and the
+decoded-image cache. The output has the input's size, so the top-level ``scale`` must be 1.
+
+**Randomness.** Every choice (crop, flips, σ or quality, the noise field) comes from the key's
+generator in a fixed order, so the same key gives the bitwise-same sample in any worker.
+Validation sets (no ``gt_size``) ignore the key's generator for the degradation: the draw is
+seeded by ``(val_seed, index)``, so every validation pass — and every run — scores the model on
+the same noisy/compressed images, as the fixed-seed test sets of the papers do.
+
+**Gray.** ``gray: true`` turns the GT into one channel with the BT.601 luma weights (what
+``cv2.imread(..., IMREAD_GRAYSCALE)`` and JFIF's Y use), rounded back to the 8-bit grid for
+8-bit sources, before the degradation; both GT and LQ then have one channel.
+
+``degrade_on: device`` is not offered: the restoration task's device path makes *bicubic* LQ,
+which would silently be the wrong degradation here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from restorekit.data.datasets.sr import SRDataset
+from restorekit.data.datasets.store import Backend, ImageStore, fill_cache, gt_refs
+from restorekit.data.io import img2tensor, raw_to_float
+from restorekit.data.transforms import augment_views, draw_crop
+from restorekit.errors import ConfigError
+from restorekit.registry import DATASETS
+
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def to_gray(img: np.ndarray, eight_bit: bool) -> np.ndarray:
+    """Float HWC RGB (or gray) in [0, 1] → HW1 luma; on the 8-bit grid when ``eight_bit``."""
+    y = img[:, :, :1] if img.shape[2] == 1 else (img[:, :, :3] @ _LUMA)[:, :, None]
+    if eight_bit:
+        y = np.round(y * 255.0) / 255.0
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def _range(value: Sequence[float] | None, key: str, lo: float, hi: float) -> tuple[float, float] | None:
+    """``[a, b]`` with ``lo <= a <= b <= hi``, or None; a one-line ConfigError otherwise."""
+    if value is None:
+        return None
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
+        raise ConfigError(f"{key}: expected [low, high], got {value!r}")
+    a, b = float(value[0]), float(value[1])
+    if not lo <= a <= b <= hi:
+        raise ConfigError(f"{key}: expected {lo} <= low <= high <= {hi}, got {list(value)}")
+    return a, b
+
+
+class _GTOnlyDataset(SRDataset):
+    """The GT side: store, refs, cache, mod-free crop and flips; subclasses add ``degrade``."""
+
+    def __init__(
+        self,
+        dataroot_gt: str,
+        gt_size: int | None,
+        use_hflip: bool,
+        use_rot: bool,
+        meta_info: str | None,
+        io_backend: Backend,
+        skip_corrupt: bool,
+        cache_images: bool,
+        gray: bool,
+        scale: int,
+        val_seed: int,
+    ) -> None:
+        if scale != 1:
+            raise ConfigError(
+                f"scale: {type(self).__name__} keeps the image size (denoising / JPEG), "
+                f"so the top-level scale must be 1, got {scale}"
+            )
+        super().__init__(1, gt_size, use_hflip, use_rot, skip_corrupt)
+        self.gray = gray
+        self.val_seed = val_seed
+        self.gt_store = ImageStore(str(dataroot_gt), io_backend, "dataroot_gt", cache_images)
+        self.refs = gt_refs(self.gt_store, meta_info, skip_corrupt)
+        self.cache_bytes = fill_cache(type(self).__name__, [(self.gt_store, self.refs)], skip_corrupt)
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def degrade(self, gt: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, float]]:
+        """(LQ HWC float32, the drawn parameters) for the float HWC ``gt``."""
+        raise NotImplementedError
+
+    def _load(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
+        ref = self.refs[index]
+        path = self.gt_store.display(ref)
+        src = self.gt_store.open(ref)
+        if self.gt_size is None:
+            raw = src.rows(src.shape[0])
+            rng = np.random.default_rng([self.val_seed, index])  # the same draw every pass
+        else:  # decode only the rows down to the patch (PNG), crop and flip the integer samples
+            top, left = draw_crop(src.shape, self.gt_size, rng, path)
+            raw = src.rows(top + self.gt_size)[top : top + self.gt_size, left : left + self.gt_size]
+            raw = augment_views([raw], self.use_hflip, self.use_rot, rng)[0]
+        gt = raw_to_float(raw)
+        if self.gray:
+            gt = to_gray(gt, raw.dtype == np.uint8)
+        lq, params = self.degrade(gt, rng)
+        sample: dict[str, Any] = {"lq": img2tensor(lq), "gt": img2tensor(gt)}
+        sample.update(lq_path=path, gt_path=path)
+        sample.update({k: torch.tensor(v, dtype=torch.float32) for k, v in params.items()})
+        return sample
+
+
+@DATASETS.register("NoisyImageDataset")
+class NoisyImageDataset(_GTOnlyDataset):
+    """GT images; LQ = GT + Gaussian noise of std ``sigma``/255 (σ in 8-bit levels, as the
+    SwinIR / BasicSR denoising configs give it), or σ uniform in ``sigma_range`` per sample.
+
+    ``clip`` (default) clips the noisy image to [0, 1]; ``quantize`` also rounds it to the
+    8-bit grid (off by default: the papers add noise to the float image and never round).
+    Each sample carries its σ as ``sigma`` (8-bit levels).
+    """
+
+    def __init__(
+        self,
+        dataroot_gt: str,
+        sigma: float | None = None,
+        sigma_range: list[float] | None = None,
+        gray: bool = False,
+        clip: bool = True,
+        quantize: bool = False,
+        gt_size: int | None = None,
+        use_hflip: bool = False,
+        use_rot: bool = False,
+        meta_info: str | None = None,
+        io_backend: Backend = "disk",
+        skip_corrupt: bool = False,
+        cache_images: bool = False,
+        scale: int = 1,
+        val_seed: int = 0,
+    ) -> None:
+        if (sigma is None) == (sigma_range is None):
+            raise ConfigError(f"sigma / sigma_range: give exactly one, got {sigma!r} and {sigma_range!r}")
+        if sigma is not None and not 0 <= float(sigma) <= 255:
+            raise ConfigError(f"sigma: expected 0..255 (8-bit levels), got {sigma!r}")
+        self.sigma_range = _range(sigma_range, "sigma_range", 0.0, 255.0)
+        self.sigma = None if sigma is None else float(sigma)
+        self.clip, self.quantize = clip, quantize
+        super().__init__(
+            dataroot_gt, gt_size, use_hflip, use_rot, meta_info, io_backend, skip_corrupt, cache_images,
+            gray, scale, val_seed,
+        )  # fmt: skip
+
+    def draw_sigma(self, rng: np.random.Generator) -> float:
+        if self.sigma_range is None:
+            assert self.sigma is not None
+            return self.sigma
+        lo, hi = self.sigma_range
+        return float(rng.uniform(lo, hi))
+
+    def degrade(self, gt: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, float]]:
+        sigma = self.draw_sigma(rng)
+        noise = rng.standard_normal(gt.shape, dtype=np.float32) * np.float32(sigma / 255.0)
+        lq = gt + noise
+        if self.quantize:
+            lq = np.round(lq * 255.0) / 255.0
+        if self.clip:
+            lq = np.clip(lq, 0.0, 1.0)
+        return lq.astype(np.float32), {"sigma": sigma}
+
+
+def jpeg_roundtrip(img: np.ndarray, quality: float) -> np.ndarray:
+    """Encode and decode float HWC ``img`` (RGB or 1-channel) at ``quality`` with the project's
+    libjpeg-exact ``DiffJPEG``; 8-bit in and out, as a real encoder and decoder are.
+
+    One channel is coded as R = G = B: JFIF's Y of a gray pixel is the pixel and Cb = Cr = 128
+    exactly, so the chroma planes code to nothing and the result is a grayscale JPEG (luma
+    table only), which is what libjpeg writes for a gray image.
+    """
+    from restorekit.data.degradations.jpeg import DiffJPEG  # a sibling package, imported late
+
+    x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
+    x = torch.round(x.clamp(0, 1) * 255.0) / 255.0
+    gray = x.shape[1] == 1
+    if gray:
+        x = x.expand(1, 3, *x.shape[2:])
+    out = DiffJPEG()(x, float(quality))
+    out = torch.round(out * 255.0) / 255.0
+    if gray:
+        out = out[:, :1]
+    return np.ascontiguousarray(out[0].numpy().transpose(1, 2, 0), dtype=np.float32)
+
+
+@DATASETS.register("JPEGDataset")
+class JPEGDataset(_GTOnlyDataset):
+    """GT images; LQ = the GT JPEG-compressed at ``quality``, or at an integer quality drawn
+    uniformly from ``quality_range`` [lo, hi] (both ends included) per sample.
+
+    Colour images are coded as libjpeg does by default (YCbCr 4:2:0); ``gray: true`` codes the
+    luma alone (the SwinIR / DnCNN-3 grayscale artefact-removal setting). Each sample carries its
+    quality as ``quality``.
+    """
+
+    def __init__(
+        self,
+        dataroot_gt: str,
+        quality: int | None = None,
+        quality_range: list[int] | None = None,
+        gray: bool = False,
+        gt_size: int | None = None,
+        use_hflip: bool = False,
+        use_rot: bool = False,
+        meta_info: str | None = None,
+        io_backend: Backend = "disk",
+        skip_corrupt: bool = False,
+        cache_images: bool = False,
+        scale: int = 1,
+        val_seed: int = 0,
+    ) -> None:
+        if (quality is None) == (quality_range is None):
+            raise ConfigError(
+                f"quality / quality_range: give exactly one, got {quality!r} and {quality_range!r}"
+            )
+        if quality is not None and not 1 <= int(quality) <= 100:
+            raise ConfigError(f"quality: expected 1..100, got {quality!r}")
+        qr = _range(quality_range, "quality_range", 1, 100)
+        self.quality_range = None if qr is None else (int(qr[0]), int(qr[1]))
+        self.quality = None if quality is None else int(quality)
+        super().__init__(
+            dataroot_gt, gt_size, use_hflip, use_rot, meta_info, io_backend, skip_corrupt, cache_images,
+            gray, scale, val_seed,
+        )  # fmt: skip
+
+    def draw_quality(self, rng: np.random.Generator) -> int:
+        if self.quality_range is None:
+            assert self.quality is not None
+            return self.quality
+        lo, hi = self.quality_range
+        return int(rng.integers(lo, hi + 1))
+
+    def degrade(self, gt: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, float]]:
+        quality = self.draw_quality(rng)
+        return jpeg_roundtrip(gt, quality), {"quality": float(quality)}
