@@ -123,6 +123,9 @@ def test_generation_trains_validates_and_resumes_bitwise(tmp_path: Path) -> None
     assert main(["generate", "--weights", export, "-n", "1", "-o", str(again), "--seed", "2"]) == 0
     # image i depends on (seed, i) only, whatever else is generated and from which source
     assert np.array_equal(cv2.imread(str(again / "seed2_00000.png")), cv2.imread(str(singles[0])))
+    best = tmp_path / "best"  # the run's best checkpoint by its first metric (KID here: only iter 4)
+    assert main(["generate", "--weights", str(straight), "--best", "-n", "1", "-o", str(best)]) == 0
+    assert (straight / "visualization" / "samples" / "iter_4" / "ema.png").is_file()  # grids by the numbers
     grid_path = tmp_path / "grid.png"
     assert main(["generate", "--weights", str(straight), "-n", "4", "--grid", "-o", str(grid_path)]) == 0
     assert cv2.imread(str(grid_path)).shape == (2 + 2 * 18, 2 + 2 * 18, 3)
@@ -222,3 +225,43 @@ def test_generation_recipes_pass_dry_run(name: str, capsys: pytest.CaptureFixtur
     assert main(["train", "-c", str(path), "--dry-run"]) == 0
     dumped = yaml.safe_load(capsys.readouterr().out)
     assert dumped["task"] == "generation" and dumped["train"]["optim_g"]["betas"] == [0.5, 0.9]
+
+
+def write_lightweight_gan_run(folder: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """A lightweight-gan ``models/<name>/`` folder: ``model_3.pt`` in its layout and ``.config.json``."""
+    from restorekit.registry import ARCHS
+
+    kw = {"image_size": 16, "fmap_max": 16, "transparent": False, "greyscale": False, "antialias": False}
+    torch.manual_seed(4)
+    g = ARCHS.build({"type": "LightweightGANGenerator", **kw, "latent_dim": 16})
+    ge = ARCHS.build({"type": "LightweightGANGenerator", **kw, "latent_dim": 16})
+    d = ARCHS.build({"type": "LightweightGANDiscriminator", **kw, "disc_output_size": 1})
+    parts = {"G": g.state_dict(), "GE": ge.state_dict(), "D": d.state_dict()}
+    gan = {f"{p}.{k}": v for p, sd in parts.items() for k, v in sd.items()}
+    gan.update({f"D_aug.D.{k}": v for k, v in parts["D"].items()})
+    folder.mkdir(parents=True)
+    torch.save({"GAN": gan, "version": "1.2.1", "G_scaler": {}, "D_scaler": {}}, folder / "model_3.pt")
+    meta = {"image_size": 16, "transparent": False, "greyscale": False, "disc_output_size": 1,
+            "attn_res_layers": [], "freq_chan_attn": False, "fmap_max": 16, "latent_dim": 16}  # fmt: skip
+    (folder / ".config.json").write_text(json.dumps(meta))
+    return parts
+
+
+def test_lightweight_gan_runs_generate_and_start_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    parts = write_lightweight_gan_run(tmp_path / "models" / "default")
+    model = tmp_path / "models" / "default" / "model_3.pt"
+    out = tmp_path / "grid.png"
+    assert main(["generate", "--weights", str(model), "-n", "4", "--grid", "-o", str(out)]) == 0
+    assert cv2.imread(str(out)).shape == (38, 38, 3)
+    # pretrained: a lightweight-gan checkpoint starts a run (G, D and GE by key; optimizers fresh)
+    raw = gen_config(tmp_path)
+    raw["network_g"].update(antialias=False)
+    raw["network_d"].update(antialias=False)
+    raw["pretrained"] = str(model)
+    task = TASKS.get("generation")(validate_config(raw), torch.device("cpu"))
+    for name, part in (("net_g", "G"), ("net_d", "D"), ("net_g_ema", "GE")):
+        got = task.networks[name].state_dict()
+        assert all(torch.equal(got[k], parts[part][k]) for k in parts[part]), name
+    assert any("optimizers start fresh" in n for n in task.notices)

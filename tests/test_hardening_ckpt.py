@@ -21,10 +21,9 @@ import yaml
 from conftest import tiny_config, write_config
 from restorekit.ckptdir import MANIFEST_FILE, file_sha256, latest_intact_checkpoint, verify_checkpoint
 from restorekit.cli import main
-from restorekit.engine.checkpoint import resume_config_notes
+from restorekit.engine.checkpoint import find_resume, resume_config_notes
 from restorekit.engine.logging import Reporter, repair_jsonl
 from restorekit.engine.runlock import RunLock
-from restorekit.engine.trainer import find_resume
 from restorekit.errors import ConfigError, RestorekitError, WeightsError
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")

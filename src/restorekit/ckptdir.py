@@ -175,6 +175,27 @@ def latest_intact_checkpoint(run_dir: str | Path) -> tuple[Path | None, list[str
     return None, notes
 
 
+def best_checkpoint(run_dir: str | Path) -> Path:
+    """The checkpoint of the best validation round (the first tracked metric), as the newest
+    training state records it; a one-line error when there is none (no validation yet)."""
+    import torch
+
+    newest = latest_checkpoint(run_dir)
+    if newest is None:
+        raise WeightsError(f"{run_dir}: run folder has no complete checkpoint")
+    try:
+        best = torch.load(newest / STATE_FILE, map_location="cpu", weights_only=True).get("best") or {}
+    except Exception as exc:  # a damaged state file is the file's fault
+        raise WeightsError(f"{newest / STATE_FILE}: cannot be read ({type(exc).__name__})") from None
+    if not best:
+        raise WeightsError(f"{run_dir}: no validation round recorded yet, so there is no best checkpoint")
+    metric, entry = next(iter(best.items()))
+    path = Path(run_dir) / CHECKPOINTS_DIR / iter_dir_name(int(entry["iter"]))
+    if not (path / STATE_FILE).is_file():
+        raise WeightsError(f"{path}: the best checkpoint ({metric} at iteration {entry['iter']}) was pruned")
+    return path
+
+
 def find_checkpoint(path: str | Path) -> Path:
     """The checkpoint folder itself, or a run folder's newest complete checkpoint.
 

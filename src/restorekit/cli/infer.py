@@ -16,6 +16,7 @@ def add_parsers(sub: Any) -> None:
     g.add_argument("--grid", action="store_true", help="one grid image instead of single images")
     g.add_argument("--seed", type=int, default=0, help="latent i depends on (seed, i) only (0)")
     g.add_argument("--raw", action="store_true", help="the raw generator instead of the EMA copy")
+    g.add_argument("--best", action="store_true", help="a run folder's best checkpoint (FID), not its newest")
     g.add_argument("--interpolate", action="store_true", help="a slerp walk through latents, as a GIF")
     g.add_argument("--steps", type=int, default=100, help="frames of the walk (100)")
     g.add_argument("--num", type=int, default=8, help="latents the walk passes through (8)")
@@ -93,7 +94,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     written = generate(
         args.weights, args.output, num=args.num_images, seed=args.seed, as_grid=args.grid, raw=args.raw,
         device=args.device, interpolate=args.interpolate, steps=args.steps, points=args.num,
-        frames=args.frames, overwrite=args.overwrite,
+        frames=args.frames, overwrite=args.overwrite, best=args.best,
     )  # fmt: skip
     print(f"wrote {len(written)} file(s): {written[0]}" + (" ..." if len(written) > 1 else ""))
     return 0

@@ -1,4 +1,4 @@
-"""Latent vectors that depend only on (seed, index), and slerp walks between them.
+"""Latent vectors that depend only on (seed, index), slerp walks between them, sample grids.
 
 Training validates on, and ``restorekit generate`` draws, latents from this one rule, so image
 ``i`` of ``-n 8 --seed 3`` is image ``i`` of ``-n 64 --seed 3`` and a sharded evaluation
@@ -7,6 +7,9 @@ generates exactly what one process would.
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -39,3 +42,16 @@ def walk(points: Tensor, steps: int) -> Tensor:
         i = int(pos)
         out.append(slerp(points[i % k], points[(i + 1) % k], pos - i))
     return torch.stack(out)
+
+
+def grid(images: Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:
+    """One HWC float image of ``images`` in rows of ``nrow`` (square by default)."""
+    n, c, h, w = images.shape
+    nrow = nrow or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / nrow)
+    canvas = torch.ones(c, rows * (h + pad) + pad, nrow * (w + pad) + pad)
+    for k in range(n):
+        r, q = divmod(k, nrow)
+        y, x = pad + r * (h + pad), pad + q * (w + pad)
+        canvas[:, y : y + h, x : x + w] = images[k]
+    return canvas.permute(1, 2, 0).numpy()

@@ -17,6 +17,7 @@ shape error or a silently different run.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from restorekit.ckptdir import CONFIG_FILE, STATE_FILE, latest_checkpoint, list_checkpoints, write_manifest
+from restorekit.engine.logging import DISK_ERRORS, write_error
 from restorekit.engine.runlock import pid_alive
 from restorekit.errors import ConfigError, RestorekitError, WeightsError
 
@@ -62,22 +64,101 @@ def save_checkpoint(
     training_state: dict[str, Any],
     config_yaml: str,
 ) -> Path:
+    """Write checkpoint ``iter_<it>``; a failed write is one line and leaves no temp folder behind.
+
+    A full disk (``ENOSPC``) or a read-only one (``EROFS``) is ``PATH: no space left on device
+    (needed ~N MB)``; the previous checkpoints are untouched, because nothing is renamed or
+    deleted before the new folder is complete. When the free space is already below the size of
+    the newest checkpoint, old checkpoints beyond ``logger.keep_last`` are pruned *first*, so a
+    run whose disk filled with old checkpoints recovers with ``--resume auto logger.keep_last=2``.
+    """
     root = run_dir / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"iter_{it}"
     tmp = root / f".tmp_iter_{it}_{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    for name, module in networks.items():
-        save_file(state_for_saving(module), str(tmp / f"{name}.safetensors"))
-    torch.save(training_state, tmp / STATE_FILE)
-    (tmp / CONFIG_FILE).write_text(config_yaml, encoding="utf-8")
-    write_manifest(tmp)  # last: it describes the folder as renamed
-    if final.exists():  # re-saving the same iteration (e.g. the final save after a periodic one)
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    needed = _estimated_size(networks, training_state, config_yaml)
+    current = final
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        _prune_for_space(run_dir, config_yaml, training_state)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        for name, module in networks.items():
+            current = tmp / f"{name}.safetensors"
+            save_file(state_for_saving(module), str(current))
+        current = tmp / STATE_FILE
+        try:
+            torch.save(training_state, current)
+        except RuntimeError as exc:  # a full disk mid-write: "unexpected pos 70976 vs 70868"
+            if _free_bytes(root) < needed:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from None
+            msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise RestorekitError(f"{final / STATE_FILE}: cannot be written ({msg})") from None
+        current = tmp / CONFIG_FILE
+        current.write_text(config_yaml, encoding="utf-8")
+        current = tmp / "manifest.json"
+        write_manifest(tmp)  # last: it describes the folder as renamed
+        current = final
+        if final.exists():  # re-saving the same iteration (e.g. the final save after a periodic one)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        # a full disk is the checkpoint's problem; another error names the file (by its final name)
+        where = final if exc.errno in DISK_ERRORS or current == final else final / current.name
+        raise write_error(exc, where, needed) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return final
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return 0
+
+
+def _tensor_bytes(node: Any) -> int:
+    if isinstance(node, torch.Tensor):
+        return node.numel() * node.element_size()
+    if isinstance(node, Mapping):
+        return sum(_tensor_bytes(v) for v in node.values())
+    if isinstance(node, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in node)
+    return 0
+
+
+def _estimated_size(networks: dict[str, nn.Module], training_state: dict[str, Any], config_yaml: str) -> int:
+    """Bytes the checkpoint will take: its tensors, plus a little for headers and pickling."""
+    weights = sum(_tensor_bytes(m.state_dict()) for m in networks.values())
+    return weights + _tensor_bytes(training_state) + len(config_yaml.encode()) + 64 * 1024
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+
+
+def _prune_for_space(run_dir: Path, config_yaml: str, training_state: dict[str, Any]) -> None:
+    """Prune to ``logger.keep_last`` before saving when the newest checkpoint would not fit again.
+
+    The trainer prunes after each save, which a full disk never reaches; reading ``keep_last``
+    and the best checkpoint (kept, as the trainer keeps it) from the checkpoint's own config and
+    state keeps this independent of the caller.
+    """
+    found = list_checkpoints(run_dir)
+    if not found or _free_bytes(run_dir / "checkpoints") >= _folder_bytes(found[-1][1]):
+        return
+    cfg = yaml.safe_load(config_yaml) or {}
+    logger = cfg.get("logger") or {}
+    keep: set[int] = set()
+    best = training_state.get("best") or {}
+    if (cfg.get("val") or {}).get("save_best", True) and best:
+        first = next(iter(best.values()))
+        if isinstance(first, Mapping) and "iter" in first:
+            keep.add(int(first["iter"]))
+    prune_checkpoints(run_dir, int(logger.get("keep_last", 3)), keep)
 
 
 def remove_stale_temps(run_dir: Path) -> list[str]:
@@ -241,3 +322,25 @@ def reapply_hyperparameters(
             s.load_state_dict({"iteration": s.iteration, "base_lrs": fresh})
             notes.append(f"note: optimizer {k}: base learning rate {old} -> {fresh} from the config")
     return notes
+
+
+def find_resume(run_dir: Path, resume: str | None, notes: list[str] | None = None) -> Path | None:
+    """``auto`` → the newest intact checkpoint (None: none yet; damaged ones are skipped, each with a
+    line in ``notes``; all damaged is an error, not a fresh start); a path → that folder, verified."""
+    from restorekit.ckptdir import latest_intact_checkpoint, list_checkpoints, verify_checkpoint
+
+    notes = [] if notes is None else notes
+    if resume is None:
+        return None
+    if resume == "auto":
+        path, found = latest_intact_checkpoint(run_dir)
+        notes.extend(f"note: {line}" for line in found)
+        if path is None and list_checkpoints(run_dir):
+            newest = found[0].removeprefix("skipping damaged checkpoint ")
+            raise RestorekitError(f"--resume auto: all checkpoints of {run_dir} are damaged; {newest}")
+        return path
+    path = Path(resume)
+    if not path.is_dir():
+        raise RestorekitError(f"--resume {resume}: no such checkpoint folder")
+    notes.extend(f"note: {line}" for line in verify_checkpoint(path))
+    return path

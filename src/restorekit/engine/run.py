@@ -46,9 +46,9 @@ def train_run(
     together out of one folder; nothing is written there before the checks pass, and every rank
     follows rank 0's verdict.
     """
-    from restorekit.engine.checkpoint import remove_stale_temps, resume_config_notes
+    from restorekit.engine.checkpoint import find_resume, remove_stale_temps, resume_config_notes
     from restorekit.engine.runlock import RunLock, folder_in_use
-    from restorekit.engine.trainer import Trainer, find_resume
+    from restorekit.engine.trainer import Trainer
 
     check_config(cfg, source)
     if cfg.train is None or cfg.data.train is None:

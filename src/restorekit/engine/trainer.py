@@ -194,6 +194,7 @@ class Trainer:
         total = tcfg.total_iter
         what = f"task {cfg.task}, {self.task.describe()}"
         log(f"training {cfg.name}: {what}, {total} iterations on {self.device}")
+        trained = total - self.it
         if self.it >= total:
             log(f"already at iteration {self.it} of {total}; nothing to train")
         prefetcher = self._train_loader()
@@ -219,9 +220,11 @@ class Trainer:
             self.reporter.report(scalars)
             self.guard.watch(scalars)
             bar.update(1)
-            log_now = self.it % cfg.logger.print_freq == 0 or self.it == total
-            val_now = bool(cfg.val.freq) and self.it % cfg.val.freq == 0 and self.task.evaluates()
-            save_now = self.it % cfg.logger.save_checkpoint_freq == 0 or self.it == total
+            final = self.it == total  # validated before its save, so the checkpoint knows its best
+            log_now = final or self.it % cfg.logger.print_freq == 0
+            periodic = bool(cfg.val.freq) and self.it % cfg.val.freq == 0
+            val_now = self.task.evaluates() and (final or periodic)
+            save_now = final or self.it % cfg.logger.save_checkpoint_freq == 0
             if (log_now or val_now or save_now) and not self._healthy(save_now):
                 prefetcher = self._rollback(prefetcher, bar)
                 t_log, it_log = time.perf_counter(), self.it
@@ -230,12 +233,12 @@ class Trainer:
                 now = time.perf_counter()
                 self._log_train(now - t_log, self.it - it_log, bar)
                 t_log, it_log = now, self.it
-            if val_now and self.it != total:
-                self.validate()
+            if val_now:
+                self.validate(baseline=cfg.val.baseline if final else None)
             if save_now:
                 self.save()
         bar.close()
-        if self.task.evaluates():
+        if trained == 0 and self.task.evaluates():  # a finished run, run again: re-validate it
             self.validate(baseline=cfg.val.baseline)
         path = self._export()
         self.reporter.close()
@@ -374,25 +377,3 @@ class Trainer:
         export_network(network, path)
         self.reporter.log(f"exported {path}")
         return path
-
-
-def find_resume(run_dir: Path, resume: str | None, notes: list[str] | None = None) -> Path | None:
-    """``auto`` → the newest intact checkpoint (None: none yet; damaged ones are skipped, each with a
-    line in ``notes``; all damaged is an error, not a fresh start); a path → that folder, verified."""
-    from restorekit.ckptdir import latest_intact_checkpoint, list_checkpoints, verify_checkpoint
-
-    notes = [] if notes is None else notes
-    if resume is None:
-        return None
-    if resume == "auto":
-        path, found = latest_intact_checkpoint(run_dir)
-        notes.extend(f"note: {line}" for line in found)
-        if path is None and list_checkpoints(run_dir):
-            newest = found[0].removeprefix("skipping damaged checkpoint ")
-            raise RestorekitError(f"--resume auto: all checkpoints of {run_dir} are damaged; {newest}")
-        return path
-    path = Path(resume)
-    if not path.is_dir():
-        raise RestorekitError(f"--resume {resume}: no such checkpoint folder")
-    notes.extend(f"note: {line}" for line in verify_checkpoint(path))
-    return path

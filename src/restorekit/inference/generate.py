@@ -13,7 +13,6 @@ of ``-n 64 --seed 3``; the interpolation walks a slerp through ``num`` such late
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +22,9 @@ from torch import Tensor, nn
 import restorekit.archs  # noqa: F401  (registers the architectures)
 from restorekit.archs.info import find_arch_info
 from restorekit.archs.lightweight_gan import read_lightweight_gan_checkpoint, read_lightweight_gan_config
+from restorekit.ckptdir import CHECKPOINTS_DIR, best_checkpoint
 from restorekit.data.io import write_image
-from restorekit.data.latents import latent_bank, walk
+from restorekit.data.latents import grid, latent_bank, walk
 from restorekit.device import pick_device
 from restorekit.errors import RestorekitError, WeightsError
 from restorekit.inference.export import load_any
@@ -32,9 +32,14 @@ from restorekit.registry import ARCHS, record_spec
 from restorekit.weights import load_into
 
 
-def load_generator(weights: str | Path, raw: bool = False) -> tuple[nn.Module, list[str]]:
-    """(generator in eval mode, notes) from any of the accepted sources."""
+def load_generator(weights: str | Path, raw: bool = False, best: bool = False) -> tuple[nn.Module, list[str]]:
+    """(generator in eval mode, notes) from any of the accepted sources; ``best``: a run folder's
+    best checkpoint (by its first validation metric, e.g. FID) instead of its newest."""
     p = Path(weights)
+    if best:
+        if not (p / CHECKPOINTS_DIR).is_dir():
+            raise RestorekitError(f"--best: {p} is not a run folder (with {CHECKPOINTS_DIR}/)")
+        p = best_checkpoint(p)
     if p.is_file() and p.suffix in (".pt", ".pth") and (p.parent / ".config.json").is_file():
         kwargs = read_lightweight_gan_config(p.parent / ".config.json")["G"]
         parts = read_lightweight_gan_checkpoint(p)
@@ -62,19 +67,6 @@ def render(net: nn.Module, z: Tensor, device: torch.device, seed: int = 0) -> Te
         noise = torch.Generator(device).manual_seed(seed * 1_000_003 + i)
         images.append(net(z[i : i + 1].to(device), noise).float().clamp(0, 1).cpu())
     return torch.cat(images)
-
-
-def grid(images: Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:
-    """One HWC float image of ``images`` in rows of ``nrow`` (square by default)."""
-    n, c, h, w = images.shape
-    nrow = nrow or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / nrow)
-    canvas = torch.ones(c, rows * (h + pad) + pad, nrow * (w + pad) + pad)
-    for k in range(n):
-        r, q = divmod(k, nrow)
-        y, x = pad + r * (h + pad), pad + q * (w + pad)
-        canvas[:, y : y + h, x : x + w] = images[k]
-    return canvas.permute(1, 2, 0).numpy()
 
 
 def to_hwc(img: Tensor) -> np.ndarray:
@@ -110,6 +102,7 @@ def generate(
     points: int = 8,
     frames: bool = False,
     overwrite: bool = False,
+    best: bool = False,
 ) -> list[Path]:
     """Write the images (or the grid, or the walk) and return the paths written."""
     if num < 1 or steps < 2 or points < 2:
@@ -117,7 +110,7 @@ def generate(
             f"generate: need -n >= 1, --steps >= 2 and --num >= 2, got {num}, {steps}, {points}"
         )
     dev = pick_device(device)
-    net, _ = load_generator(weights, raw)
+    net, _ = load_generator(weights, raw, best)
     net.to(dev)
     info = find_arch_info(net)
     assert info is not None and info.latent_dim is not None

@@ -36,7 +36,8 @@ from restorekit.archs.info import arch_info
 from restorekit.archs.lightweight_gan import read_lightweight_gan_checkpoint
 from restorekit.config.generation import GenerationConfig
 from restorekit.data.degradations.diffaugment import AdaptiveP, DiffAugment, auto_aug_prob, check_types
-from restorekit.data.latents import latent_bank
+from restorekit.data.io import write_image
+from restorekit.data.latents import grid, latent_bank
 from restorekit.errors import ConfigError
 from restorekit.losses.lightweight_gan import (
     discriminator_loss,
@@ -275,11 +276,16 @@ class GenerationTask(Task):
             self._val = build_val_sets(self.cfg, self.dataset_extras(self.cfg), self.default_metrics())
             self._real_sets = {v.name: self._reals(v) for v in self._val}
         results = {}
+        folder = ctx.image_dir("samples") if ctx.is_main else None
+        if folder is not None:  # the fixed-latent grids (EMA and raw), beside the numbers
+            for tag, images in self.sample_images().items():
+                write_image(folder / f"{tag.rsplit('/', 1)[-1]}.png", grid(images))
         for vset in self._val:
             for metric in vset.metrics.values():
                 metric.reset()
             reals = self._real_sets[vset.name]
-            total = max(int(getattr(m, "num_images", 0) or 0) for m in vset.metrics.values()) or 1000
+            sizes = [int(getattr(m, "num_images", 0) or 0) for m in vset.metrics.values()]
+            total = max(sizes, default=0) if vset.metrics else 0
             for c, start in enumerate(range(0, total, CHUNK)):
                 if c % ctx.world_size != ctx.rank:
                     continue
@@ -295,6 +301,15 @@ class GenerationTask(Task):
             notes = list(vset.notes)
             results[vset.name] = SetResult(finish_set_metrics(vset.metrics, ctx, notes), notes=notes)
         return results
+
+    def wrap_trainable(self, wrap: Any) -> None:
+        """Under DDP on GPUs, G's BatchNorm becomes SyncBatchNorm (as lightweight-gan does), so
+        every rank normalises with the statistics of the global batch."""
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if distributed and self.device.type == "cuda" and "net_g" in self.trainable:
+            # replaces the BatchNorm children in place; their parameters are the optimizer's
+            self.trainable["net_g"] = nn.SyncBatchNorm.convert_sync_batchnorm(self.trainable["net_g"])
+        super().wrap_trainable(wrap)
 
     def sample_images(self) -> dict[str, Tensor]:
         images = {"samples/ema": self.generate(self.fixed)}
