@@ -275,6 +275,12 @@ class GenerationTask(Task):
         if self._val is None:
             self._val = build_val_sets(self.cfg, self.dataset_extras(self.cfg), self.default_metrics())
             self._real_sets = {v.name: self._reals(v) for v in self._val}
+        if ctx.world_size > 1:
+            # every rank generates with rank 0's (the checkpointed) weights: per-rank BatchNorm
+            # statistics differ on CPU, where there is no SyncBatchNorm
+            net = self.eval_network()
+            state = ctx.gather({k: v.cpu() for k, v in net.state_dict().items()} if ctx.is_main else None)[0]
+            net.load_state_dict(state)
         results = {}
         folder = ctx.image_dir("samples") if ctx.is_main else None
         if folder is not None:  # the fixed-latent grids (EMA and raw), beside the numbers
