@@ -156,3 +156,23 @@ def test_gan_settings_under_the_restoration_task_are_errors(
     cfg = tiny_config(tmp_path, network_d={"type": "VGGStyleDiscriminator", "num_in_ch": 3, "num_feat": 8})
     line = run_train(tmp_path, cfg, capsys)
     assert "network_d: only used by task 'adversarial'" in line
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("network_g.num_feat=0", "network_g: EDSR with these arguments has an empty layer (conv_first."),
+        ("network_g.num_block=-3", "network_g.num_block: expected a number >= 0 for EDSR, got -3"),
+        ("network_g.num_block=1000000000", "network_g: EDSR would be enormous"),
+        ("seed=-1", "seed: input should be greater than or equal to 0"),
+        ("train.losses.pixel.loss_weight=.inf", "pixel.loss_weight: expected a finite number >= 0, got inf"),
+        ("train.losses.pixel.loss_weight=-1", "pixel.loss_weight: expected a finite number >= 0, got -1"),
+    ],
+)
+def test_sizes_seeds_and_loss_weights_are_config_errors_at_dry_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture, override: str, expected: str
+) -> None:
+    path = write_config(tmp_path / "c.yml", tiny_config(tmp_path))
+    assert main(["train", "-c", str(path), override, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err, err

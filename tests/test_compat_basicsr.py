@@ -119,11 +119,6 @@ REFUSED = {
         + "network_g: {type: GFPGANv1, out_size: 512, num_style_feat: 512, channel_multiplier: 1}\n",
         "model_type 'GFPGANModel': face restoration (task 'face') cannot be imported yet",
     ),
-    "train_SwinIR_SRx2_scratch.yml": (
-        HEAD.format(name="train_SwinIR_SRx2_scratch_P48W8_DIV2K_500k_B4G8", model="SwinIRModel", scale=2)
-        + "network_g: {type: SwinIR, upscale: 2, in_chans: 3, img_size: 48, window_size: 8}\n",
-        "model_type 'SwinIRModel': the SwinIR architecture is not available yet",
-    ),
     "train_BasicVSR_REDS.yml": (
         HEAD.format(name="BasicVSR_REDS", model="VideoRecurrentModel", scale=4),
         "model_type: 'VideoRecurrentModel' cannot be converted; supported model types: SRModel,",
@@ -160,8 +155,10 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_every_model_type_has_a_slot_and_pending_ones_say_what_is_missing() -> None:
-    assert list(CONVERTERS) == ["SRModel", "SRGANModel", "ESRGANModel", "RealESRNetModel", "RealESRGANModel"]
-    assert set(MODEL_TYPES) - set(CONVERTERS) == {"GFPGANModel", "SwinIRModel", "StyleGAN2Model"}
+    assert list(CONVERTERS) == [
+        "SRModel", "SRGANModel", "ESRGANModel", "RealESRNetModel", "RealESRGANModel", "SwinIRModel"
+    ]  # fmt: skip
+    assert set(MODEL_TYPES) - set(CONVERTERS) == {"GFPGANModel", "StyleGAN2Model"}
     for kind in set(MODEL_TYPES) - set(CONVERTERS):  # decided on model_type alone, before any other key
         with pytest.raises(ConfigError) as info:
             convert_basicsr({"model_type": kind}, "x.yml")
@@ -341,3 +338,139 @@ def test_rcan_option_file_converts_now_that_rcan_is_registered(tmp_path: Path) -
     converted = yaml.safe_load(out.read_text())
     assert converted["network_g"]["type"] == "RCAN" and converted["network_g"]["num_group"] == 10
     assert converted["scale"] == 2
+
+
+# BasicSR 8d56e3a options/train/SwinIR/train_SwinIR_SRx2_scratch.yml, whole (comments shortened)
+SWINIR_SRX2 = """# general settings
+name: train_SwinIR_SRx2_scratch_P48W8_DIV2K_500k_B4G8
+model_type: SwinIRModel
+scale: 2
+num_gpu: auto
+manual_seed: 0
+
+datasets:
+  train:
+    name: DIV2K
+    type: PairedImageDataset
+    dataroot_gt: datasets/DF2K/DIV2K_train_HR_sub
+    dataroot_lq: datasets/DF2K/DIV2K_train_LR_bicubic_X2_sub
+    meta_info_file: basicsr/data/meta_info/meta_info_DIV2K800sub_GT.txt
+    filename_tmpl: '{}'
+    io_backend:
+      type: disk
+
+    gt_size: 96
+    use_hflip: true
+    use_rot: true
+
+    # data loader
+    num_worker_per_gpu: 6
+    batch_size_per_gpu: 4
+    dataset_enlarge_ratio: 1
+    prefetch_mode: ~
+
+  val:
+    name: Set5
+    type: PairedImageDataset
+    dataroot_gt: datasets/Set5/GTmod12
+    dataroot_lq: datasets/Set5/LRbicx2
+    io_backend:
+      type: disk
+
+network_g:
+  type: SwinIR
+  upscale: 2
+  in_chans: 3
+  img_size: 48
+  window_size: 8
+  img_range: 1.
+  depths: [6, 6, 6, 6, 6, 6]
+  embed_dim: 180
+  num_heads: [6, 6, 6, 6, 6, 6]
+  mlp_ratio: 2
+  upsampler: 'pixelshuffle'
+  resi_connection: '1conv'
+
+path:
+  pretrain_network_g: ~
+  strict_load_g: true
+  resume_state: ~
+
+train:
+  ema_decay: 0.999
+  optim_g:
+    type: Adam
+    lr: !!float 2e-4
+    weight_decay: 0
+    betas: [0.9, 0.99]
+
+  scheduler:
+    type: MultiStepLR
+    milestones: [250000, 400000, 450000, 475000]
+    gamma: 0.5
+
+  total_iter: 500000
+  warmup_iter: -1  # no warm up
+
+  pixel_opt:
+    type: L1Loss
+    loss_weight: 1.0
+    reduction: mean
+
+val:
+  val_freq: !!float 5e3
+  save_img: false
+
+  metrics:
+    psnr: # metric name, can be arbitrary
+      type: calculate_psnr
+      crop_border: 2
+      test_y_channel: false
+
+logger:
+  print_freq: 100
+  save_checkpoint_freq: !!float 5e3
+  use_tb_logger: true
+  wandb:
+    project: ~
+    resume_id: ~
+
+dist_params:
+  backend: nccl
+  port: 29500
+"""
+
+
+def test_swinir_model_converts_like_srmodel_with_swinir_unchanged(tmp_path: Path) -> None:
+    src, out = write(tmp_path, "train_SwinIR_SRx2_scratch.yml", SWINIR_SRX2), tmp_path / "out.yml"
+    notes = import_basicsr_file(src, out)
+    cfg = read_yaml(out)
+    assert cfg["task"] == "restoration" and cfg["scale"] == 2 and cfg["seed"] == 0
+    assert cfg["network_g"] == yaml.safe_load(SWINIR_SRX2)["network_g"]  # BasicSR's names, as given
+    train = cfg["data"]["train"]
+    assert train["dataset"]["type"] == "PairedImageDataset" and train["dataset"]["gt_size"] == 96
+    assert train["batch_size"] == 4
+    assert cfg["train"]["optim_g"]["lr"] == 2e-4 and cfg["train"]["total_iter"] == 500000
+    assert cfg["train"]["scheduler"] == {
+        "type": "MultiStepRestartLR", "milestones": [250000, 400000, 450000, 475000], "gamma": 0.5
+    }  # fmt: skip
+    assert cfg["train"]["losses"]["pixel"]["type"] == "L1Loss" and cfg["train"]["ema_decay"] == 0.999
+    assert cfg["data"]["val"]["Set5"]["metrics"]["psnr"] == {"crop_border": 2, "test_y_channel": False}
+    assert any(n.startswith("model_type: SwinIRModel converts as SRModel") for n in notes)
+    # and the converted file is a config restorekit accepts as a whole
+    assert main(["train", "-c", str(out), "--dry-run"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"type": "EDSR"}, "network_g.type: SwinIRModel pads by SwinIR's window, got 'EDSR'"),
+        ({"window_size": None}, "network_g.window_size: required key is missing"),
+    ],
+)
+def test_swinir_model_needs_a_swinir_with_a_window(change: dict[str, object], expected: str) -> None:
+    option = yaml.safe_load(SWINIR_SRX2)
+    option["network_g"].update(change)
+    with pytest.raises(ConfigError) as info:
+        convert_basicsr(option, "s.yml")
+    assert str(info.value).startswith(f"s.yml: {expected}") and "\n" not in str(info.value)

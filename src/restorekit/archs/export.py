@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -154,6 +155,38 @@ def _registration_budget(tensors: int, modules: int) -> Iterator[None]:
     finally:
         for handle in handles:
             handle.remove()
+
+
+#: what a config may ask of one network before it is refused at config time (a 1e9-block typo)
+CONFIG_MAX_TENSORS, CONFIG_MAX_MODULES = 200_000, 400_000
+
+
+def check_buildable(spec: Mapping[str, Any], where: str, **extra: Any) -> None:
+    """Build ``spec`` on the ``meta`` device (no memory, no initialisation) so that arguments a
+    constructor rejects (``num_feat: 0``, ``-3``) or an absurd size are one-line ``ConfigError``s at
+    config time (``--dry-run``), not tracebacks or an out-of-memory at ``train``."""
+    name, kwargs = ARCHS.check(spec, where, **extra)
+    prefix = f"{where}." if where else ""
+    for key, value in kwargs.items():  # counts and sizes: a negative one silently builds nothing
+        if key.startswith("num_") and isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"{prefix}{key}: expected a number >= 0 for {name}, got {value}")
+    budget = _registration_budget(CONFIG_MAX_TENSORS, CONFIG_MAX_MODULES)
+    try:
+        with torch.device("meta"), _SkipMetaInit(), budget, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "initializing zero-element tensors": reported below
+            ghost = ARCHS.build({"type": name, **kwargs})
+    except RestorekitError:
+        raise
+    except _OverBudget as exc:
+        raise ConfigError(f"{where}: {name} would be enormous ({exc}); check its size arguments") from None
+    except Exception as exc:  # out-of-range values fail inside the constructor, in its own words
+        raise ConfigError(
+            f"{where}: {name} cannot be built with these arguments ({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
+    empty = next((k for k, t in ghost.state_dict().items() if t.numel() == 0), None)
+    if empty is not None:
+        shape = tuple(ghost.state_dict()[empty].shape)
+        raise ConfigError(f"{where}: {name} with these arguments has an empty layer ({empty} {shape})")
 
 
 def build_fitting(

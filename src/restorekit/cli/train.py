@@ -70,7 +70,7 @@ def launch_torchrun(nproc: int, argv: list[str]) -> int:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
     # torchrun's agent gets SIGTERM when this process dies (even by SIGKILL) and then stops its
     # workers, which in turn watch the agent (engine.distributed.watch_parent): no orphans.
-    arm = None
+    arm = parent_death_setter()
     me = os.getpid()
 
     def in_child() -> None:

@@ -110,7 +110,7 @@ def init_distributed(device_kind: str, timeout: float = 600.0) -> DistInfo:
     ``timeout`` (``train.dist_timeout``, seconds) bounds every collective: a stuck rank ends the
     job with an error after that long instead of a hang.
     """
-    if False:  # started by torchrun: never outlive it
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # started by torchrun: never outlive it
         watch_parent()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:

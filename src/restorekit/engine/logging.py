@@ -8,23 +8,61 @@ for the device; ``flush()`` does one host transfer for all scalars and writes th
 ``NaN`` token is not JSON, and strict readers such as ``jq`` or JavaScript reject the whole
 file), and a line torn by a crash mid-write is cut off when a resumed run opens the file, so
 the next row does not glue onto it.
+
+A write that fails (full disk, read-only file system) is one ``RestorekitError`` naming the
+file (``write_error``), not a traceback from deep inside the training loop; the checkpoint code
+uses the same wording.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from restorekit.errors import RestorekitError
+
 STATS_FILE = "stats.jsonl"
+T = TypeVar("T")
+DISK_ERRORS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+}
+
+
+def size_mb(nbytes: int) -> int:
+    """Whole megabytes, rounded up (at least 1: "needed ~0 MB" would read as "nothing")."""
+    return max(1, math.ceil(nbytes / 2**20))
+
+
+def write_error(exc: OSError, path: Path | str, needed: int | None = None) -> RestorekitError:
+    """The one line for a failed write of ``path``: ``PATH: no space left on device (needed ~N MB)``."""
+    what = DISK_ERRORS.get(exc.errno or 0)
+    if what is None:
+        return RestorekitError(f"{path}: cannot be written ({exc.strerror or exc})")
+    if exc.errno != errno.EROFS and needed is not None:
+        what += f" (needed ~{size_mb(needed)} MB)"
+    return RestorekitError(f"{path}: {what}")
+
+
+def guarded_write(path: Path | str, fn: Callable[[], T], needed: int | None = None) -> T:
+    """``fn()``, with an ``OSError`` turned into ``write_error``'s one line."""
+    try:
+        return fn()
+    except OSError as exc:
+        raise write_error(exc, path, needed) from None
 
 
 def json_safe(values: dict[str, Any]) -> dict[str, Any]:
@@ -80,15 +118,18 @@ class Reporter:
         self._log_file: TextIO | None = None
         if not enabled or run_dir is None:
             return
-        self._log_file = open(run_dir / "log.txt", "a", encoding="utf-8")  # noqa: SIM115
-        note = repair_jsonl(run_dir / STATS_FILE)
+        self._log_file = guarded_write(
+            run_dir / "log.txt",
+            lambda: open(run_dir / "log.txt", "a", encoding="utf-8"),  # noqa: SIM115
+        )
+        note = guarded_write(run_dir / STATS_FILE, lambda: repair_jsonl(run_dir / STATS_FILE))
         if note:
             self.log(note)
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(log_dir=str(run_dir / "tb"))
+                self.tb = guarded_write(run_dir / "tb", lambda: SummaryWriter(log_dir=str(run_dir / "tb")))
             except ImportError:
                 self.log("TensorBoard is not installed (pip install tensorboard); logging without it")
         if wandb_project:
@@ -124,11 +165,19 @@ class Reporter:
             return
         if self.run_dir is not None:
             row = json_safe({"iter": it, "time": time.time(), "kind": prefix, **values})
-            with open(self.run_dir / STATS_FILE, "a", encoding="utf-8") as f:
-                f.write(json.dumps(row, allow_nan=False) + "\n")
+            line = json.dumps(row, allow_nan=False) + "\n"
+            path = self.run_dir / STATS_FILE
+            try:
+                with open(path, "a", encoding="utf-8") as f:
+                    f.write(line)
+            except OSError as exc:
+                raise write_error(exc, path, len(line)) from None
         if self.tb is not None:
-            for k, v in values.items():
-                self.tb.add_scalar(f"{prefix}/{k}", v, it)
+            try:
+                for k, v in values.items():
+                    self.tb.add_scalar(f"{prefix}/{k}", v, it)
+            except OSError as exc:
+                raise write_error(exc, self._tb_dir) from None
         if self.wandb is not None:
             self.wandb.log({f"{prefix}/{k}": v for k, v in values.items()}, step=it)
 
@@ -137,7 +186,10 @@ class Reporter:
         if not self.enabled:
             return
         if self.tb is not None:
-            self.tb.add_images(tag, images.clamp(0, 1).cpu(), it)
+            try:
+                self.tb.add_images(tag, images.clamp(0, 1).cpu(), it)
+            except OSError as exc:
+                raise write_error(exc, self._tb_dir, images.nbytes) from None
         if self.wandb is not None:
             import wandb
 
@@ -151,14 +203,31 @@ class Reporter:
             return
         tqdm.write(line, file=self.stream)  # keeps a live progress bar intact
         if self._log_file is not None:
-            self._log_file.write(time.strftime("%Y-%m-%d %H:%M:%S ") + line + "\n")
-            self._log_file.flush()
+            text = time.strftime("%Y-%m-%d %H:%M:%S ") + line + "\n"
+            try:
+                self._log_file.write(text)
+                self._log_file.flush()
+            except OSError as exc:
+                raise write_error(exc, self.log_path, len(text)) from None
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.run_dir or ".") / "log.txt"
+
+    @property
+    def _tb_dir(self) -> Path:
+        return Path(self.run_dir or ".") / "tb"
 
     def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+        """Close every writer; never raises for a failed flush (the failing write already said so,
+        and an error here would hide the one that stopped the run)."""
+        tb, self.tb = self.tb, None
+        log_file, self._log_file = self._log_file, None
+        if tb is not None:
+            with contextlib.suppress(OSError):
+                tb.close()
         if self.wandb is not None:
             self.wandb.finish()
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
+        if log_file is not None:
+            with contextlib.suppress(OSError):
+                log_file.close()

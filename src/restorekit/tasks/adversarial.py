@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from restorekit.archs.export import check_buildable
 from restorekit.archs.info import arch_info
 from restorekit.config.sections import AdversarialConfig
 from restorekit.data.degradations.filters import USMSharp
@@ -149,7 +150,7 @@ class AdversarialTask(RestorationTask):
     def check_config(cls, cfg: AdversarialConfig) -> None:
         super().check_config(cfg)  # network_g, optim_g, scheduler and every loss's arguments
         if cfg.network_d is not None:
-            ARCHS.check(cfg.network_d, "network_d")
+            check_buildable(cfg.network_d, "network_d")
         _check_degradation(cfg)
         if cfg.train is not None:
             _check_train(cfg)

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from restorekit.archs.export import check_buildable
 from restorekit.archs.info import arch_info
 from restorekit.archs.lightweight_gan import read_lightweight_gan_checkpoint
 from restorekit.config.generation import GenerationConfig
@@ -46,7 +47,7 @@ from restorekit.losses.lightweight_gan import (
     reconstruction_loss,
 )
 from restorekit.optim import check_optimizer
-from restorekit.registry import ARCHS, DATASETS, TASKS
+from restorekit.registry import DATASETS, TASKS
 from restorekit.tasks.base import Batch, Task, micro_batches
 from restorekit.tasks.evaluation import (
     EvalContext,
@@ -70,8 +71,8 @@ class GenerationTask(Task):
 
     @classmethod
     def check_config(cls, cfg: GenerationConfig) -> None:  # type: ignore[override]
-        ARCHS.check(cfg.network_g, "network_g")
-        ARCHS.check(cfg.network_d, "network_d")
+        check_buildable(cfg.network_g, "network_g")
+        check_buildable(cfg.network_d, "network_d")
         g_info, d_info = arch_info(cfg.network_g), arch_info(cfg.network_d)
         if g_info.purpose != "generator" or d_info.purpose != "discriminator":
             raise ConfigError(

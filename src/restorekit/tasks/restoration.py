@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from restorekit.archs.export import check_buildable
 from restorekit.config.sections import RestorationConfig
 from restorekit.data.degradations import imresize
 from restorekit.errors import ConfigError
 from restorekit.optim import check_optimizer, check_scheduler
-from restorekit.registry import ARCHS, DATASETS, LOSSES, TASKS, signature_params
+from restorekit.registry import DATASETS, LOSSES, TASKS, signature_params
 from restorekit.tasks.base import Batch, Pretrained, Role, Task, micro_batches
 from restorekit.tasks.evaluation import (
     EvalContext,
@@ -74,7 +76,7 @@ class RestorationTask(Task):
 
     @classmethod
     def check_config(cls, cfg: RestorationConfig) -> None:  # type: ignore[override]
-        ARCHS.check(cfg.network_g, "network_g", **arch_extras(cfg))
+        check_buildable(cfg.network_g, "network_g", **arch_extras(cfg))
         check_train_data(cfg)
         check_val_sets(cfg, cls.dataset_extras(cfg), cls.default_metrics(), need_dataset=True)
         if cfg.train is None:
@@ -83,7 +85,11 @@ class RestorationTask(Task):
         if cfg.train.scheduler is not None:
             check_scheduler(cfg.train.scheduler, "train.scheduler")
         for name, spec in cfg.train.losses.items():
-            LOSSES.check(spec, f"train.losses.{name}")
+            _, kwargs = LOSSES.check(spec, f"train.losses.{name}")
+            weight = kwargs.get("loss_weight", 1.0)
+            if isinstance(weight, int | float) and not (math.isfinite(weight) and weight >= 0):
+                where = f"train.losses.{name}.loss_weight"
+                raise ConfigError(f"{where}: expected a finite number >= 0, got {weight}")
 
     @classmethod
     def dataset_extras(cls, cfg: RestorationConfig) -> dict[str, Any]:  # type: ignore[override]

@@ -15,10 +15,6 @@ from restorekit.errors import ConfigError
 
 NOT_YET = {
     "GFPGANModel": "face restoration (task 'face') cannot be imported yet",
-    "SwinIRModel": (
-        "the SwinIR architecture is not available yet (SwinIRModel is SRModel with window-size "
-        "padding at validation; it will convert like SRModel once SwinIR is registered)"
-    ),
     "StyleGAN2Model": "unconditional generation (task 'generation') cannot be imported yet",
 }
 
