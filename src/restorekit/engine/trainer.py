@@ -25,6 +25,7 @@ from tqdm import tqdm
 from restorekit.archs.export import export_network
 from restorekit.ckptdir import latest_intact_checkpoint
 from restorekit.config import RunConfig, dump_config
+from restorekit.data.collate import collate
 from restorekit.data.prefetch import CPUPrefetcher, CUDAPrefetcher
 from restorekit.device import pick_device
 from restorekit.engine.checkpoint import (
@@ -184,6 +185,7 @@ class Trainer:
             persistent_workers=lcfg.persistent_workers and lcfg.num_workers > 0,
             prefetch_factor=lcfg.prefetch_factor if lcfg.num_workers > 0 else None,
             generator=torch.Generator(),  # keeps the loader off the global RNG (exact resume)
+            collate_fn=collate,  # a gray image in a colour set is converted, not a stack traceback
         )
         use_cuda = lcfg.prefetch == "cuda" or (lcfg.prefetch == "auto" and self.device.type == "cuda")
         return CUDAPrefetcher(loader, self.device) if use_cuda else CPUPrefetcher(loader)

@@ -17,7 +17,6 @@ temporary file and is one line naming the output (``PATH: no space left on devic
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import sys
 from collections.abc import Callable
@@ -39,6 +38,23 @@ _ALPHA_OK = (".png", ".tif", ".tiff", ".webp")
 _GLOB_CHARS = set("*?[")
 
 
+def _glob_files(spec: str) -> list[Path]:
+    """Files matching ``spec``; ``**`` does not descend into symlinked folders, so a link to a
+    parent (a loop) cannot make the search run away, as ``glob.glob(recursive=True)`` does."""
+    parts = Path(spec).parts
+    fixed = next((i for i, part in enumerate(parts) if _GLOB_CHARS & set(part)), len(parts))
+    root = Path(*parts[:fixed]) if fixed else Path(".")
+    pattern = str(Path(*parts[fixed:])) if fixed < len(parts) else "*"
+    out = []
+    for p in root.glob(pattern):
+        try:
+            if p.is_file():
+                out.append(p)
+        except OSError:  # a symlink loop or an unreadable entry: not an input
+            continue
+    return out
+
+
 def collect_inputs(spec: str) -> tuple[list[Path], bool]:
     """``(image files, True when spec named one file)`` for a file, folder or glob pattern."""
     p = Path(spec)
@@ -49,9 +65,7 @@ def collect_inputs(spec: str) -> tuple[list[Path], bool]:
     if p.is_dir():
         return scan_images(p), False
     if _GLOB_CHARS & set(spec):
-        found = sorted(
-            Path(f) for f in glob.glob(spec, recursive=True) if Path(f).is_file() and is_image_file(f)
-        )
+        found = sorted(p for p in _glob_files(spec) if is_image_file(p))
         if not found:
             raise DataError(f"{spec}: the pattern matches no image files")
         return found, False

@@ -155,10 +155,18 @@ class ImageStore:
             by_stem: dict[str, list[str]] = {}
             if folder.is_dir():
                 for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-                    if entry.is_file() and is_image_file(entry.name):
+                    if _is_file(entry) and is_image_file(entry.name):
                         by_stem.setdefault(Path(entry.name).stem, []).append(entry.name)
             self._listing[rel_dir] = by_stem
         return self._listing[rel_dir]
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    """A regular file (or a link to one); a dangling link or a symlink loop is no file, not an error."""
+    try:
+        return entry.is_file()
+    except OSError:  # ELOOP from a link to itself, EACCES...
+        return False
 
 
 def fill_cache(owner: str, loads: list[tuple[ImageStore, list[str]]], skip_corrupt: bool) -> int:
