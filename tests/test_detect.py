@@ -252,8 +252,9 @@ def test_wrapper_choice_is_reported_by_loaders(tmp_path: Path) -> None:
     path = tmp_path / "EDSR_x2.pth"
     torch.save({"params": raw.state_dict(), "params_ema": ema.state_dict()}, path)
     net, notes = read_network(path)
-    assert len(notes) == 1 and "'params_ema'" in notes[0] and "params" in notes[0]
+    assert len(notes) == 2 and "'params_ema'" in notes[0] and "params" in notes[0]
+    assert "res_scale=1.0" in notes[1] and "assumed" in notes[1]  # EDSR's unstored arguments
     assert torch.equal(net.conv_first.weight, ema.conv_first.weight)
     net, notes = read_network(path, param_key="params")
-    assert notes == [] and torch.equal(net.conv_first.weight, raw.conv_first.weight)
+    assert len(notes) == 1 and torch.equal(net.conv_first.weight, raw.conv_first.weight)
     assert load_any(path)[1] == read_network(path)[1]  # `restorekit infer` prints the same note

@@ -113,15 +113,42 @@ def load_weights_file(path: str | Path) -> dict[str, Tensor]:
     return read_state_dict(path)[0]
 
 
+#: Constructor arguments that change the output but are not stored in the weights: recognition
+#: assumes the official value, which is silently wrong for a model trained otherwise (a BasicSR
+#: EDSR at a custom size with res_scale 0.1 is 31/255 off) — so each use is reported.
+UNSTORED: dict[str, tuple[str, ...]] = {
+    "EDSR": ("res_scale", "img_range", "rgb_mean"),
+    "RCAN": ("res_scale", "img_range", "rgb_mean"),
+}
+
+
 def build_from_state_dict(state_dict: Mapping[str, Any], where: str = "state dict") -> nn.Module:
     """Recognise, build and strictly load a model from a state dict; returned in eval mode.
 
     The model records its spec (``registry.spec_of``), so it can be exported with its
     architecture name and arguments.
     """
+    return build_recognised(state_dict, where)[0]
+
+
+def build_recognised(
+    state_dict: Mapping[str, Any], where: str = "state dict", overrides: Mapping[str, Any] | None = None
+) -> tuple[nn.Module, list[str]]:
+    """``build_from_state_dict`` with ``overrides`` of the recognised arguments (``--arch-opt``),
+    and one note naming every argument that was assumed rather than read from the weights."""
     sd = canonicalize(state_dict, where)
     name, kwargs = detect_arch(sd, where)
-    model = ARCHS.build({"type": name, **kwargs})
+    given = dict(overrides or {})
+    _, checked = ARCHS.check({"type": name, **kwargs, **given}, "--arch-opt")
+    assumed = [k for k in UNSTORED.get(name, ()) if k not in given]
+    model = ARCHS.build({"type": name, **checked})
     load_into(model, sd, "strict", where)
-    record_spec(model, {"type": name, **kwargs})
-    return model.eval()
+    record_spec(model, {"type": name, **checked})
+    notes = []
+    if assumed:
+        values = ", ".join(f"{k}={checked[k]!r}" for k in assumed)
+        notes.append(
+            f"{where}: {name} {values} assumed (not stored in the weights); if it was trained "
+            f"otherwise, pass --arch-opt {assumed[0]}=VALUE"
+        )
+    return model.eval(), notes

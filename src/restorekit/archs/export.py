@@ -272,12 +272,16 @@ def _file_info(meta: Mapping[str, str], net: nn.Module, p: Path) -> ArchInfo | N
     return info
 
 
-def read_network(path: str | Path, param_key: str | None = None) -> tuple[nn.Module, list[str]]:
+def read_network(
+    path: str | Path, param_key: str | None = None, overrides: Mapping[str, Any] | None = None
+) -> tuple[nn.Module, list[str]]:
     """``(network in eval mode, notes)`` from an exported file or a recognised official checkpoint.
 
-    The notes say which wrapper key of a ``{params_ema, params}`` file was used.
+    The notes say which wrapper key of a ``{params_ema, params}`` file was used and which
+    arguments recognition assumed; ``overrides`` (``--arch-opt``) set those for official files
+    (an export records its arguments, so there they are refused).
     """
-    from restorekit.archs.detect import build_from_state_dict
+    from restorekit.archs.detect import build_recognised
 
     p = Path(path)
     is_st = p.suffix.lower() == ".safetensors" and p.is_file() and p.stat().st_size > 0
@@ -285,7 +289,10 @@ def read_network(path: str | Path, param_key: str | None = None) -> tuple[nn.Mod
     if meta.get("format") != FORMAT:
         state, note = read_state_dict(p, param_key)
         check_finite(state, p)
-        return build_from_state_dict(state, str(p)), [note] if note else []
+        net, notes = build_recognised(state, str(p), overrides)
+        return net, ([note] if note else []) + notes
+    if overrides:
+        raise ConfigError(f"--arch-opt: {p} is an export that records its architecture's arguments")
     arch, kwargs = _export_spec(meta, p)
     ghosts = {k: torch.empty(s, device="meta") for k, s in shapes.items()}
     ghost_state, _ = unwrap_state_dict(ghosts, str(p), param_key)  # the keys read_state_dict gives

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from restorekit.errors import RestorekitError
+
 
 def add_parsers(sub: Any) -> None:
     g = sub.add_parser("generate", help="images, a grid or a latent walk from a trained generator")
@@ -45,6 +47,10 @@ def add_parsers(sub: Any) -> None:
     i.add_argument("--alpha", default="bicubic", choices=["bicubic", "network"], help="how alpha is upscaled")
     i.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     i.add_argument("--raw", action="store_true", help="with a checkpoint folder: the non-EMA weights")
+    i.add_argument(
+        "--arch-opt", action="append", default=[], metavar="KEY=VALUE",
+        help="an architecture argument the weights do not store, e.g. res_scale=0.1 (repeatable)",
+    )  # fmt: skip
     i.add_argument("--overwrite", action="store_true", help="replace existing output files")
     i.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     i.set_defaults(func=cmd_infer)
@@ -66,6 +72,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
         args.weights, args.input, args.output, scale=args.scale, tile=args.tile,
         tile_overlap=args.tile_overlap, precision=args.precision, batch=args.batch, ext=args.ext,
         alpha=args.alpha, device=args.device, overwrite=args.overwrite, quiet=args.quiet, raw=args.raw,
+        arch_opts=parse_arch_opts(args.arch_opt),
     )  # fmt: skip
     if not args.quiet:
         print(f"wrote {len(written)} image(s) to {args.output}")
@@ -98,3 +105,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(f"wrote {len(written)} file(s): {written[0]}" + (" ..." if len(written) > 1 else ""))
     return 0
+
+
+def parse_arch_opts(items: list[str]) -> dict[str, Any]:
+    """``["res_scale=0.1"]`` → ``{"res_scale": 0.1}`` (values read as YAML scalars, never code)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise RestorekitError(f"--arch-opt {item!r}: expected KEY=VALUE, e.g. res_scale=0.1")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out

@@ -92,16 +92,21 @@ def load_checkpoint_network(path: str | Path, raw: bool = False) -> tuple[nn.Mod
     return net.eval(), weights, notes
 
 
-def load_any(path: str | Path, raw: bool = False) -> tuple[nn.Module, list[str]]:
-    """A network from a weights file or a checkpoint/run folder, with notes for the user."""
+def load_any(
+    path: str | Path, raw: bool = False, overrides: dict[str, Any] | None = None
+) -> tuple[nn.Module, list[str]]:
+    """A network from a weights file or a checkpoint/run folder, with notes for the user;
+    ``overrides``: architecture arguments for a recognised official file (``--arch-opt``)."""
     p = Path(path)
     if p.is_dir():
+        if overrides:
+            raise ConfigError(f"--arch-opt: {p} is a checkpoint folder; its config.yaml gives the arguments")
         net, _, notes = load_checkpoint_network(p, raw=raw)
         return net, notes
     if not p.exists():
         raise WeightsError(f"{p}: weights file or checkpoint folder does not exist")
     notes = [f"{p}: --raw applies to checkpoint folders only; ignored"] if raw else []
-    net, read_notes = read_network(p)
+    net, read_notes = read_network(p, overrides=overrides)
     return net, notes + read_notes
 
 

@@ -21,6 +21,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -211,6 +212,7 @@ def upscale_files(
     quiet: bool = False,
     raw: bool = False,
     note: Callable[[str], None] | None = None,
+    arch_opts: dict[str, Any] | None = None,
 ) -> list[Path]:
     """Restore every input image and write it; returns the paths written (see the module doc)."""
     from tqdm import tqdm
@@ -218,7 +220,7 @@ def upscale_files(
     files, single = collect_inputs(inputs)
     pairs = plan_outputs(files, single, output, ext, overwrite)
     forced = ext != "auto" or (single and Path(output).suffix != "" and not Path(output).is_dir())
-    net, notes = load_any(weights, raw=raw)
+    net, notes = load_any(weights, raw=raw, overrides=arch_opts)
     info = find_arch_info(net)
     if info is not None:  # `restorekit infer` runs whole photos: face models go to `restorekit faces`
         check_purpose(net, info, allow_face=False)
