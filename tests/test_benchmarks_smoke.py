@@ -135,6 +135,26 @@ def test_gan_step_quick(tmp_path: Path) -> None:
         assert float(row[header.index("task / bare")].rstrip("×")) > 0
 
 
+def test_gan_generation_quick(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    seeded_results(results, "gan_generation")
+    run_quick("gan_generation.py", "--results", str(results), "--toy-note", "toy line 1.5 s/iteration")
+    body = replaced_in_place(results, "gan_generation")
+    assert "sizes reduced" in body and "toy line 1.5 s/iteration" in body, body
+    header, rows = table_rows(body)
+    assert header[:3] == ["size", "networks", "batch"] and "task / bare" in header
+    assert [r[0] for r in rows] == ["32 px"]
+    for row in rows:
+        task_ms, bare_ms = float(row[header.index("task (ms/it)")]), float(row[header.index("bare (ms/it)")])
+        assert task_ms > 0 and bare_ms > 0
+        # images/s is batch / (s per iteration), on both sides
+        ips = float(row[header.index("task img/s")])
+        assert ips == pytest.approx(int(row[header.index("batch")]) / (task_ms / 1000), rel=0.02)
+        ratio = float(row[header.index("task / bare")].rstrip("×"))
+        low, high = (float(x) for x in row[header.index("range")].rstrip("×").split("–"))
+        assert 0 < low <= ratio <= high, row
+
+
 def test_dataloader_quick(tmp_path: Path) -> None:
     results = tmp_path / "RESULTS.md"
     seeded_results(results, "dataloader")
