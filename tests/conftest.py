@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,3 +118,18 @@ def shipped_archs() -> list[str]:
     from restorekit.registry import ARCHS
 
     return [name for name in ARCHS.names() if ARCHS.get(name).__module__.startswith("restorekit.")]
+
+
+def run_restorekit(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, nproc: int = 0, timeout: int = 600
+) -> Any:
+    """``python -m restorekit ARGS`` in a fresh process (under torchrun with ``nproc``), this
+    checkout's sources and the tests folder (for plugins) first on the path, one OpenMP thread."""
+    here = Path(__file__).resolve().parent
+    path = os.pathsep.join([str(here.parent / "src"), str(here), os.environ.get("PYTHONPATH", "")])
+    full_env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", **(env or {})}
+    head = [sys.executable]
+    if nproc:
+        head += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
+    cmd = [*head, "-m", "restorekit", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd)

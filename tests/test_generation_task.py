@@ -4,10 +4,7 @@ metrics, keeps its EMA schedule, and resumes bit for bit (optimizers, EMA, fixed
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +15,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from conftest import run_restorekit
 from restorekit.cli import main
 from restorekit.config import validate_config
 from restorekit.data.datasets import ImageFolderDataset
@@ -271,22 +269,8 @@ def test_lightweight_gan_runs_generate_and_start_training(
     assert any("optimizers start fresh" in n for n in task.notices)
 
 
-def cli(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, nproc: int = 0
-) -> subprocess.CompletedProcess[str]:
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    full_env = {
-        **os.environ,
-        "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""),
-        "OMP_NUM_THREADS": "1",
-    }
-    head = [sys.executable] + (
-        ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)] if nproc else []
-    )
-    return subprocess.run(
-        [*head, "-m", "restorekit", *args], capture_output=True, text=True, env={**full_env, **(env or {})},
-        timeout=600, cwd=cwd,
-    )  # fmt: skip
+def cli(*args: str, cwd: Path, env: dict[str, str] | None = None, nproc: int = 0) -> Any:
+    return run_restorekit(*args, cwd=cwd, env=env, nproc=nproc)
 
 
 @pytest.mark.slow

@@ -10,10 +10,7 @@ construction) and the Python API's one-line config errors.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import contract_tasks
-from conftest import tiny_config
+from conftest import run_restorekit, tiny_config
 from restorekit.config import config_schema, validate_config
 from restorekit.engine.trainer import Trainer
 from restorekit.errors import ConfigError, WeightsError
@@ -215,22 +212,9 @@ def test_unconditional_generator_trains_and_validates_with_set_metrics(tmp_path:
     assert images.shape == (8, 3, 16, 16) and images.min() >= 0 and images.max() <= 1
 
 
-def cli(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, nproc: int = 0
-) -> subprocess.CompletedProcess[str]:
-    full_env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([SRC, str(TESTS), os.environ.get("PYTHONPATH", "")]),
-        "RESTOREKIT_PLUGINS": "contract_tasks",
-        "OMP_NUM_THREADS": "1",
-        **(env or {}),
-    }
-    head = [sys.executable]
-    if nproc:
-        head += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
-    return subprocess.run(
-        [*head, "-m", "restorekit", *args], capture_output=True, text=True, env=full_env, timeout=300, cwd=cwd
-    )
+def cli(*args: str, cwd: Path, env: dict[str, str] | None = None, nproc: int = 0) -> Any:
+    plugins = {"RESTOREKIT_PLUGINS": "contract_tasks"}
+    return run_restorekit(*args, cwd=cwd, env={**plugins, **(env or {})}, nproc=nproc)
 
 
 @pytest.mark.slow
