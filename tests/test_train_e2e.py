@@ -142,3 +142,22 @@ def test_infer_exported_model(trained: tuple[Path, dict[str, Any], str], tmp_pat
     assert [p.name for p in outs] == ["img000.png", "img001.png"]
     img = cv2.imread(str(outs[0]))
     assert img.shape == (32, 32, 3)
+
+
+def test_validate_takes_a_run_folder_and_checks_its_manifest(
+    trained: tuple[Path, dict[str, Any], str], capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    import shutil
+
+    cfg_path, cfg, _ = trained
+    run = Path(cfg["experiments_root"]) / "tiny"
+    capsys.readouterr()
+    assert main(["validate", "-c", str(cfg_path), "--weights", str(run), "--json"]) == 0
+    from_run = json.loads(capsys.readouterr().out)
+    assert main(["validate", "-c", str(cfg_path), "--weights", str(run / "model.safetensors"), "--json"]) == 0
+    assert from_run == json.loads(capsys.readouterr().out)  # the newest checkpoint's EMA = the export
+    damaged = tmp_path / "iter_20"
+    shutil.copytree(run / "checkpoints" / "iter_20", damaged)
+    (damaged / "net_g_ema.safetensors").write_bytes(b"")
+    assert main(["validate", "-c", str(cfg_path), "--weights", str(damaged), "--json"]) == 2
+    assert "damaged checkpoint" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from restorekit.ckptdir import EMA_FILE, RAW_FILE, find_checkpoint, manifest_problem
 from restorekit.config import RunConfig, dump_config
 from restorekit.device import pick_device
 from restorekit.engine.distributed import DistInfo, all_gather_objects, barrier, cleanup, init_distributed
@@ -122,11 +123,16 @@ def train_run(
 
 
 def checkpoint_weights(path: Path) -> Path:
-    """A checkpoint folder's weights file: the EMA copy when there is one."""
-    candidates = [path / "net_g_ema.safetensors", path / "net_g.safetensors"]
+    """The weights file of a checkpoint folder, or of a run folder's newest checkpoint: the EMA
+    copy when there is one. The file is checked against the folder's manifest first."""
+    folder = find_checkpoint(path)
+    candidates = [folder / EMA_FILE, folder / RAW_FILE]
     found = [c for c in candidates if c.is_file()]
     if not found:
-        raise WeightsError(f"{path}: folder has neither net_g_ema.safetensors nor net_g.safetensors")
+        raise WeightsError(f"{folder}: folder has neither {EMA_FILE} nor {RAW_FILE}")
+    problem = manifest_problem(folder, only=[found[0].name])
+    if problem is not None:
+        raise WeightsError(f"{folder}: damaged checkpoint: {problem}")
     return found[0]
 
 
