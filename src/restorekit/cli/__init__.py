@@ -1,4 +1,6 @@
-"""The ``restorekit`` command line: train | validate | infer | export | data | config | metrics.
+"""restorekit: train, evaluate and run image-restoration and image-generation models.
+
+Commands: train | validate | generate | infer | export | new | checkpoints | data | config | metrics.
 
 Every user error (a config key, a file, a value) is a ``RestorekitError`` that is printed as one
 line, ``error: ...``, with exit status 2; ``--debug`` shows the traceback instead. Each command
