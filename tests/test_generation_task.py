@@ -21,7 +21,7 @@ from restorekit.config import validate_config
 from restorekit.data.datasets import ImageFolderDataset
 from restorekit.data.shapes import make_shapes
 from restorekit.engine.trainer import Trainer
-from restorekit.errors import ConfigError
+from restorekit.errors import ConfigError, RestorekitError
 from restorekit.registry import TASKS
 
 
@@ -305,3 +305,31 @@ def test_generation_under_two_processes_and_its_sharded_fid(tmp_path: Path) -> N
     single = json.loads(one.stdout.strip().splitlines()[-1])["shapes"]
     double = json.loads(two.stdout.strip().splitlines()[-1])["shapes"]
     assert single == double == during  # sharded equals one process; training's number is the checkpoint's
+
+
+def test_a_run_shorter_than_the_ema_schedule_ships_g_and_ada_p_is_shared_state(tmp_path: Path) -> None:
+    raw = gen_config(tmp_path)
+    raw["train"]["ema"] = {
+        "decay": 0.995,
+        "every": 10,
+        "start": 20000,
+        "reset_every": 1000,
+        "reset_until": 25000,
+    }
+    raw["train"]["augment"] = {"prob": 0.0, "ada_target": 0.6, "ada_interval": 2}
+    task = TASKS.get("generation")(validate_config(raw), torch.device("cpu"))
+    task.train(True)
+    for it in (1, 2):
+        task.train_step([{"gt": torch.rand(2, 3, 16, 16)}], it)
+        task.end_iteration(it)
+    # the EMA copy was never reset or averaged: it is the random init, so G is judged and shipped
+    assert task.export() is task.networks["net_g"] and task.eval_network() is task.networks["net_g"]
+    shared, ranked = task.state_dict(), task.rank_state_dict()
+    assert set(shared["ada"]) == {"p", "iteration"} and shared["ada"]["iteration"] == 2
+    assert set(ranked["ada_sums"]) == {"sign_sum", "count"}
+    again = TASKS.get("generation")(validate_config(raw), torch.device("cpu"))
+    again.load_state_dict(shared)  # another process count: no rank state, p and its clock survive
+    assert float(again.ada.p) == float(task.ada.p) and again.ada.iteration == 2
+    broken = {**shared, "optimizers": {"g": shared["optimizers"]["g"]}}  # as if D were added since
+    with pytest.raises(RestorekitError, match=r"^training state has no saved optimizers state for 'd'"):
+        again.load_state_dict(broken)

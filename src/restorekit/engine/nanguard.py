@@ -66,5 +66,18 @@ class Snapshot:
 
     @classmethod
     def capture(cls, networks: Mapping[str, nn.Module], state: Mapping[str, Any]) -> Snapshot:
-        weights = {k: {n: t.detach().clone() for n, t in m.state_dict().items()} for k, m in networks.items()}
-        return cls(weights, copy.deepcopy(dict(state)))
+        """Copied to host memory: keeping it on the device would double a GPU run's footprint."""
+        weights = {
+            k: {n: t.detach().cpu().clone() for n, t in m.state_dict().items()} for k, m in networks.items()
+        }
+        return cls(weights, _to_cpu(copy.deepcopy(dict(state))))
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj

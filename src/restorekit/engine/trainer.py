@@ -23,13 +23,12 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from restorekit.archs.export import export_network
-from restorekit.ckptdir import latest_intact_checkpoint
+from restorekit.ckptdir import manifest_problem
 from restorekit.config import RunConfig, dump_config
 from restorekit.data.collate import collate
 from restorekit.data.prefetch import CPUPrefetcher, CUDAPrefetcher
 from restorekit.device import pick_device
 from restorekit.engine.checkpoint import (
-    latest_checkpoint,
     load_checkpoint,
     prune_checkpoints,
     save_checkpoint,
@@ -83,6 +82,7 @@ class Trainer:
         self.task: Task = task_cls(cfg, self.device)
         self.best = BestTracker()
         self.guard = NanGuard(self.device)
+        self._last_good: Path | None = None  # set by a resume and by every save
         self.rollbacks = 0  # NaN-guard rollbacks so far; each one reseeds the draws that follow
         self.it = 0
         self.samples = 0  # global draws consumed so far: the sampler's position, any world size
@@ -123,6 +123,7 @@ class Trainer:
         self._restore(networks, state, str(path))
         for note in reapply_hyperparameters(fresh, self.task.optimizers, self.task.schedulers):
             self.reporter.log(note)
+        self._last_good = path
         self.reporter.log(f"resumed from {path} at iteration {self.it}")
 
     def _restore(self, networks: dict[str, Any], state: dict[str, Any], path: str) -> None:
@@ -201,7 +202,9 @@ class Trainer:
             log(f"already at iteration {self.it} of {total}; nothing to train")
         prefetcher = self._train_loader()
         # the NaN guard's rollback target until the first checkpoint exists
-        self._snapshot = None if latest_checkpoint(self.run_dir) else self._capture()
+        # the rollback target: this run's last good state — the checkpoint it resumed from or
+        # last saved, or (before either) a CPU snapshot of the starting state
+        self._snapshot = None if self._last_good is not None else self._capture()
         bar = tqdm(
             total=total,
             initial=self.it,
@@ -240,7 +243,7 @@ class Trainer:
             if save_now:
                 self.save()
         bar.close()
-        if trained == 0 and self.task.evaluates():  # a finished run, run again: re-validate it
+        if trained <= 0 and self.task.evaluates():  # a finished run, run again: re-validate it
             self.validate(baseline=cfg.val.baseline)
         path = self._export()
         self.reporter.close()
@@ -275,14 +278,15 @@ class Trainer:
             )
         del prefetcher  # its workers read the old draw order
         barrier(self.info)
-        path, _ = latest_intact_checkpoint(self.run_dir)
-        if path is not None:
+        path = self._last_good
+        if path is not None and manifest_problem(path) is None:
             networks, state = load_checkpoint(path)
             self._restore(networks, state, str(path))
-        else:
-            assert self._snapshot is not None
+        elif self._snapshot is not None:
             snap = copy.deepcopy(self._snapshot)  # the snapshot may be needed again
             self._restore(snap.networks, snap.state, "the starting state")
+        else:
+            raise RestorekitError(f"training diverged: {self._why} by iteration {bad_it}; {path} is damaged")
         self.task.reseed_rank_state(self.it + 7_919 * self.rollbacks)
         self.reporter._sums.clear()  # the diverged window's losses are not reported
         self.reporter._counts.clear()
@@ -366,6 +370,8 @@ class Trainer:
                 keep.add(int(first["iter"]))
             prune_checkpoints(self.run_dir, self.cfg.logger.keep_last, keep)
         barrier(self.info)
+        self._last_good = self.run_dir / "checkpoints" / f"iter_{self.it}"
+        self._snapshot = None  # a checkpoint is the rollback target from now on
         if os.environ.get(_KILL_AFTER_SAVE) == str(self.it):
             os.kill(os.getpid(), signal.SIGKILL)
 

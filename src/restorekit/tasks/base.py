@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from restorekit.archs.info import arch_info
 from restorekit.config import RunConfig
 from restorekit.config.schema import PartSpec
+from restorekit.errors import RestorekitError
 from restorekit.optim import EMA, build_optimizer, build_scheduler
 from restorekit.optim.schedule import lazy_regularization
 from restorekit.registry import ARCHS, spec_of
@@ -283,15 +284,22 @@ class Task:
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        def saved(kind: str, key: str) -> Any:
+            found = state.get(kind, {})
+            if key not in found:  # e.g. a role added by a config change on resume
+                raise RestorekitError(f"training state has no saved {kind} state for {key!r}; it was saved "
+                                      "by a run without that network part")  # fmt: skip
+            return found[key]
+
         for k, o in self.optimizers.items():
-            o.load_state_dict(state["optimizers"][k])
+            o.load_state_dict(saved("optimizers", k))
         for k, s in self.schedulers.items():
-            s.load_state_dict(state["schedulers"][k])
+            s.load_state_dict(saved("schedulers", k))
         for role in self.roles.values():
             if role.amp is not None and role.key in state.get("amp", {}):
                 role.amp.load_state_dict(state["amp"][role.key])
             if role.ema is not None:
-                role.ema.step = int(state["ema_steps"][role.key])
+                role.ema.step = int(saved("ema_steps", role.key))
         self.phases.load_state_dict(state.get("phases", {}))
 
     def rank_state_dict(self) -> dict[str, Any]:

@@ -115,6 +115,7 @@ class GenerationTask(Task):
             ema_start=ema.start if ema else 0,
         )
         self.latent_dim = int(arch_info(self.g.module).latent_dim or 0)
+        self._it = 0  # the last finished iteration (the EMA schedule's clock)
         #: the sample grid's latents: fixed at the start, kept in the checkpoint
         self.fixed = latent_bank(cfg.samples.num, self.latent_dim, cfg.samples.seed).to(device)
         self._val: list[ValSetup] | None = None
@@ -133,7 +134,8 @@ class GenerationTask(Task):
         self.ada: AdaptiveP | None = None
         if aug.ada_target is not None:
             assert cfg.data.train is not None
-            batch = cfg.data.train.batch_size * train.accum_iter
+            world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+            batch = cfg.data.train.batch_size * train.accum_iter * world  # ADA's: over all ranks
             real_positive = train.dual_contrast_loss  # lightweight-gan's hinge drives D(real) negative
             self.ada = AdaptiveP(
                 batch, aug.ada_target, aug.ada_interval, real_positive=real_positive, device=device
@@ -200,10 +202,15 @@ class GenerationTask(Task):
                         [*heads_real, *heads_fake], [real_in, fake_aug], train.gp_weight, scale
                     )
                     loss = loss + gp
-                    add("l_gp", gp)
+                    shown = gp.detach()
+                    if d_amp.scaler.is_enabled():
+                        shown = torch.nan_to_num(shown, nan=0.0, posinf=0.0, neginf=0.0)
+                    add("l_gp", shown)
                 d_amp.backward(loss / n)
             if self.ada is not None:
                 self.ada.accumulate(d_real.logits)
+            if d_amp.scaler.is_enabled():  # fp16: an overflowing GP is the scaler's to skip, not the guard's
+                loss = torch.nan_to_num(loss.detach(), nan=0.0, posinf=0.0, neginf=0.0)
             add("l_d", loss)
             add("l_aux", aux)
         d_amp.step(self.d.optimizer, self.d.params())
@@ -233,6 +240,7 @@ class GenerationTask(Task):
         return out
 
     def end_iteration(self, it: int) -> None:
+        self._it = it
         super().end_iteration(it)  # EMA updates every ema.every after ema.start
         ema, schedule = self.g.ema, self.cfg.train.ema if self.cfg.train else None
         if (
@@ -244,8 +252,16 @@ class GenerationTask(Task):
             ema.reset(self.g.module)  # lightweight-gan: GE := G every 1000 steps before 25k
 
     # ----------------------------------------------------------------- evaluation
+    def _ema_ready(self) -> bool:
+        """The EMA copy has been reset to or averaged with G at least once (by ``self._it``);
+        before that it is the random initialisation, never what to sample, judge or ship."""
+        schedule = self.cfg.train.ema if self.cfg.train else None
+        if self.g.ema is None or schedule is None:
+            return self.g.ema is not None
+        return self._it >= schedule.reset_every or self._it > schedule.start
+
     def eval_network(self) -> nn.Module:
-        if self.g.ema is not None and self.cfg.val.use_ema:
+        if self.g.ema is not None and self.cfg.val.use_ema and self._ema_ready():
             return self.g.ema.module
         return self.networks["net_g"]
 
@@ -325,27 +341,40 @@ class GenerationTask(Task):
         return images
 
     def export(self) -> nn.Module:
-        return self.g.ema.module if self.g.ema is not None else self.networks["net_g"]
+        if self.g.ema is not None and self._ema_ready():
+            return self.g.ema.module
+        return self.networks["net_g"]  # a run shorter than the EMA schedule ships G itself
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state["fixed_latents"] = self.fixed.cpu()
         state["aug_p"] = float(self.aug_p)
+        state["it"] = self._it
+        if self.ada is not None:  # p and its clock are shared; the partial sums are per rank
+            ada = self.ada.state_dict()
+            state["ada"] = {"p": ada["p"], "iteration": ada["iteration"]}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.fixed = state["fixed_latents"].to(self.device)
         self.aug_p = float(state["aug_p"])
+        self._it = int(state.get("it", 0))
+        if self.ada is not None and "ada" in state:
+            self.ada.load_state_dict({**state["ada"], "sign_sum": 0.0, "count": 0})
 
     def rank_state_dict(self) -> dict[str, Any]:
         state = super().rank_state_dict()
         if self.ada is not None:  # its partial sums of sign(D(real)) are this rank's
-            state["ada"] = self.ada.state_dict()
+            ada = self.ada.state_dict()
+            state["ada_sums"] = {"sign_sum": ada["sign_sum"], "count": ada["count"]}
         return state
 
     def load_rank_state_dict(self, state: Any) -> None:
         super().load_rank_state_dict(state)
-        if self.ada is not None and "ada" in state:
-            self.ada.load_state_dict(state["ada"])
+        if self.ada is not None and "ada_sums" in state:
+            shared = self.ada.state_dict()
+            self.ada.load_state_dict(
+                {"p": shared["p"], "iteration": shared["iteration"], **state["ada_sums"]}
+            )
