@@ -133,3 +133,33 @@ def run_restorekit(
         head += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
     cmd = [*head, "-m", "restorekit", *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd)
+
+
+def assert_kill_resume_bitwise(
+    raw: dict[str, Any],
+    tmp_path: Path,
+    kill_at: int,
+    final: int,
+    networks: tuple[str, ...],
+    env: dict[str, str],
+) -> None:
+    """Train ``raw`` straight; train it again, SIGKILL right after the checkpoint of ``kill_at``,
+    ``--resume auto`` to the end; every network of the ``final`` checkpoint must be bitwise equal."""
+    import signal
+
+    import torch
+    from safetensors.torch import load_file
+
+    for name in ("straight", "killed"):
+        (tmp_path / f"{name}.yml").write_text(yaml.safe_dump({**raw, "name": name}))
+    assert run_restorekit("train", "-c", "straight.yml", cwd=tmp_path, env=env).returncode == 0
+    kill = {**env, "RESTOREKIT_TEST_KILL_AFTER_SAVE": str(kill_at)}
+    first = run_restorekit("train", "-c", "killed.yml", cwd=tmp_path, env=kill)
+    assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
+    second = run_restorekit("train", "-c", "killed.yml", "--resume", "auto", cwd=tmp_path, env=env)
+    assert second.returncode == 0, second.stderr[-2000:]
+    root = Path(raw["experiments_root"])
+    for name in networks:
+        a = load_file(str(root / "straight" / "checkpoints" / f"iter_{final}" / f"{name}.safetensors"))
+        b = load_file(str(root / "killed" / "checkpoints" / f"iter_{final}" / f"{name}.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name

@@ -4,7 +4,6 @@ metrics, keeps its EMA schedule, and resumes bit for bit (optimizers, EMA, fixed
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import run_restorekit
+from conftest import assert_kill_resume_bitwise, run_restorekit
 from restorekit.cli import main
 from restorekit.config import validate_config
 from restorekit.data.datasets import ImageFolderDataset
@@ -277,18 +276,7 @@ def cli(*args: str, cwd: Path, env: dict[str, str] | None = None, nproc: int = 0
 def test_generation_resumes_bitwise_after_sigkill(tmp_path: Path) -> None:
     raw = gen_config(tmp_path)
     raw["data"]["val"] = {}
-    for name in ("straight", "killed"):
-        (tmp_path / f"{name}.yml").write_text(yaml.safe_dump({**raw, "name": name}))
-    assert cli("train", "-c", "straight.yml", cwd=tmp_path).returncode == 0
-    first = cli("train", "-c", "killed.yml", cwd=tmp_path, env={"RESTOREKIT_TEST_KILL_AFTER_SAVE": "2"})
-    assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
-    second = cli("train", "-c", "killed.yml", "--resume", "auto", cwd=tmp_path)
-    assert second.returncode == 0, second.stderr[-2000:]
-    root = Path(raw["experiments_root"])
-    for name in ("net_g", "net_g_ema", "net_d"):
-        a = load_file(str(root / "straight" / "checkpoints" / "iter_4" / f"{name}.safetensors"))
-        b = load_file(str(root / "killed" / "checkpoints" / "iter_4" / f"{name}.safetensors"))
-        assert all(torch.equal(a[k], b[k]) for k in a), name
+    assert_kill_resume_bitwise(raw, tmp_path, 2, 4, ("net_g", "net_g_ema", "net_d"), env={})
 
 
 @pytest.mark.slow

@@ -10,7 +10,6 @@ construction) and the Python API's one-line config errors.
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import contract_tasks
-from conftest import run_restorekit, tiny_config
+from conftest import assert_kill_resume_bitwise, run_restorekit, tiny_config
 from restorekit.config import config_schema, validate_config
 from restorekit.engine.trainer import Trainer
 from restorekit.errors import ConfigError, WeightsError
@@ -220,20 +219,8 @@ def cli(*args: str, cwd: Path, env: dict[str, str] | None = None, nproc: int = 0
 @pytest.mark.slow
 def test_unconditional_generator_resumes_bitwise_after_sigkill(tmp_path: Path) -> None:
     raw = toygen_config(tmp_path, **{"data.val": {}, "val.freq": None})
-    import yaml
-
-    for name in ("straight", "killed"):
-        (tmp_path / f"{name}.yml").write_text(yaml.safe_dump({**raw, "name": name}))
-    assert cli("train", "-c", "straight.yml", cwd=tmp_path).returncode == 0
-    first = cli("train", "-c", "killed.yml", cwd=tmp_path, env={"RESTOREKIT_TEST_KILL_AFTER_SAVE": "4"})
-    assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
-    second = cli("train", "-c", "killed.yml", "--resume", "auto", cwd=tmp_path)
-    assert second.returncode == 0, second.stderr[-2000:]
-    root = Path(raw["experiments_root"])
-    for name in ("net_g", "net_g_ema", "net_d"):
-        a = load_file(str(root / "straight" / "checkpoints" / "iter_8" / f"{name}.safetensors"))
-        b = load_file(str(root / "killed" / "checkpoints" / "iter_8" / f"{name}.safetensors"))
-        assert same_tensors(a, b), name
+    plugins = {"RESTOREKIT_PLUGINS": "contract_tasks"}
+    assert_kill_resume_bitwise(raw, tmp_path, 4, 8, ("net_g", "net_g_ema", "net_d"), env=plugins)
 
 
 @pytest.mark.slow
