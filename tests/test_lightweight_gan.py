@@ -481,6 +481,46 @@ def test_linear_attention_matches_a_restatement() -> None:
         torch.testing.assert_close(att(fmap), want, rtol=1e-4, atol=1e-5)
 
 
+def test_window_attention_in_cpu_slices_equals_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU path slices (batch × heads) to stay in cache; values and gradients are unchanged."""
+    from restorekit.archs.layers import lightweight_gan_blocks as blocks
+
+    torch.manual_seed(0)
+    att = LinearAttention(6, dim_head=4, heads=3)
+    fmap = torch.randn(5, 6, 7, 9, requires_grad=True)
+
+    def run() -> tuple[torch.Tensor, torch.Tensor]:
+        fmap.grad = None
+        out = att(fmap)
+        (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+        return out.detach(), fmap.grad.clone()  # type: ignore[union-attr]
+
+    whole = run()
+    monkeypatch.setattr(blocks, "_CPU_CHUNK", 4 * 7 * 9 * 2)  # two of the 15 (batch, head) maps per slice
+    sliced = run()
+    torch.testing.assert_close(sliced[0], whole[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(sliced[1], whole[1], rtol=0, atol=1e-6)
+
+
+def test_attention_width_options_and_checks() -> None:
+    small = ARCHS.build(
+        {
+            "type": "LightweightGANDiscriminator",
+            "image_size": 32,
+            "fmap_max": 8,
+            "attn_heads": 2,
+            "attn_dim_head": 16,
+        }
+    )
+    assert small.state_dict()["to_shape_disc_out.1.fn.fn.to_lin_q.weight"].shape == (32, 64, 1, 1)
+    assert small.to_shape_disc_out[1].fn.fn.scale == 16**-0.5
+    default = ARCHS.build({"type": "LightweightGANDiscriminator", "image_size": 32, "fmap_max": 8})
+    assert default.state_dict()["to_shape_disc_out.1.fn.fn.to_lin_q.weight"].shape == (512, 64, 1, 1)
+    for key in ("attn_heads", "attn_dim_head"):
+        with pytest.raises(ConfigError, match=key):
+            ARCHS.build({"type": "LightweightGANGenerator", "image_size": 32, key: 0})
+
+
 def test_fcanet_dct_filters() -> None:
     w = dct_weights(8, 32)  # two channels per frequency
     assert w.shape == (1, 32, 8, 8)
@@ -587,12 +627,14 @@ G_VARIANTS = [
     dict(image_size=128, latent_dim=8, fmap_max=16, greyscale=True, freq_chan_attn=True, antialias=False),
     dict(image_size=64, latent_dim=16, fmap_max=8, transparent=True, attn_res_layers=(8,)),
     dict(image_size=32, latent_dim=8, fmap_max=64, fmap_inverse_coef=9),
+    dict(image_size=32, latent_dim=8, fmap_max=8, attn_res_layers=(16,), attn_heads=8, attn_dim_head=4),
 ]
 D_VARIANTS = [
     dict(image_size=32, fmap_max=8),
     dict(image_size=64, fmap_max=16, greyscale=True, disc_output_size=1, antialias=False),
     dict(image_size=32, fmap_max=8, transparent=True, attn_res_layers=(16,)),
     dict(image_size=512, fmap_max=8, fmap_inverse_coef=10),
+    dict(image_size=32, fmap_max=8, attn_heads=8, attn_dim_head=8),
 ]
 
 

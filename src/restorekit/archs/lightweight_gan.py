@@ -81,6 +81,24 @@ def _resolution(image_size: int, what: str) -> int:
     return int(log2(image_size))
 
 
+def _check_attention(heads: int, dim_head: int) -> None:
+    for key, value in (("attn_heads", heads), ("attn_dim_head", dim_head)):
+        if not 1 <= value <= 1024:
+            raise ConfigError(f"{key}: expected an integer in 1..1024, got {value}")
+
+
+def _attention_split(sd: StateDict, prefix: str) -> dict[str, int]:
+    """``attn_heads``/``attn_dim_head`` from the first attention's width (heads × dim_head).
+
+    The weights store only the product: lightweight-gan's 512 is 8 × 64; another width is
+    read as 8 heads when it divides by 8 (our exports store both values in their metadata).
+    """
+    key = next((k for k in sd if k.startswith(prefix) and k.endswith("to_lin_q.weight")), None)
+    inner = int(sd[key].shape[0]) if key is not None else 512
+    heads = 8 if inner % 8 == 0 else 1
+    return {"attn_heads": heads, "attn_dim_head": inner // heads}
+
+
 def _channels(n: int, fmap_max: int, coef: int) -> int:
     return min(2 ** (coef - n), fmap_max)
 
@@ -116,6 +134,8 @@ class LightweightGANGenerator(nn.Module):
         freq_chan_attn: FcaNet gates instead of global-context gates.
         antialias: keep the blur (the class default in lightweight-gan; its trainer's
             default ``--antialias`` off gives ``False``).
+        attn_heads / attn_dim_head: heads and width per head of every attention block
+            (lightweight-gan fixes 8 × 64; smaller is much cheaper on a CPU).
     """
 
     def __init__(
@@ -129,9 +149,12 @@ class LightweightGANGenerator(nn.Module):
         attn_res_layers: tuple[int, ...] = (),
         freq_chan_attn: bool = False,
         antialias: bool = True,
+        attn_heads: int = 8,
+        attn_dim_head: int = 64,
     ) -> None:
         super().__init__()
         resolution = _resolution(image_size, "LightweightGANGenerator")
+        _check_attention(attn_heads, attn_dim_head)
         channels = image_channels(transparent, greyscale)
         fmap_max = latent_dim if fmap_max is None else fmap_max
         self.image_size = image_size
@@ -160,7 +183,7 @@ class LightweightGANGenerator(nn.Module):
                 nn.BatchNorm2d(chan_out * 2),
                 nn.GLU(dim=1),
             )
-            attn = attention(chan_in) if 2**res in attn_res_layers else None
+            attn = attention(chan_in, attn_heads, attn_dim_head) if 2**res in attn_res_layers else None
             self.layers.append(nn.ModuleList([up, sle, attn]))  # None slots keep the indices
         self.out_conv = nn.Conv2d(features[-1], channels, 3, padding=1)
         kaiming_init_(self)
@@ -239,6 +262,9 @@ class LightweightGANDiscriminator(nn.Module):
         disc_output_size: 5 (the classes' default) or 1 (the CLI's default) logits per side.
         attn_res_layers: input sides of the residual blocks that get attention first.
         antialias: keep the blurs (see the module notes).
+        attn_heads / attn_dim_head: as for the generator; they also size the two attention
+            blocks of the 32×32 side discriminator, which every D has. At 8 × 64 those two
+            cost nearly all of a small D's time on a CPU.
     """
 
     def __init__(
@@ -251,9 +277,12 @@ class LightweightGANDiscriminator(nn.Module):
         disc_output_size: Literal[1, 5] = 5,
         attn_res_layers: tuple[int, ...] = (),
         antialias: bool = True,
+        attn_heads: int = 8,
+        attn_dim_head: int = 64,
     ) -> None:
         super().__init__()
         resolution = _resolution(image_size, "LightweightGANDiscriminator")
+        _check_attention(attn_heads, attn_dim_head)
         if resolution < 4:
             raise ConfigError(f"image_size: LightweightGANDiscriminator needs at least 16, got {image_size}")
         if disc_output_size not in (1, 5):
@@ -276,7 +305,7 @@ class LightweightGANDiscriminator(nn.Module):
             )
         self.residual_layers = nn.ModuleList()
         for res, chan_in, chan_out in zip(sides, feats[:-1], feats[1:]):
-            attn = attention(chan_in) if 2**res in attn_res_layers else None
+            attn = attention(chan_in, attn_heads, attn_dim_head) if 2**res in attn_res_layers else None
             self.residual_layers.append(nn.ModuleList([residual_down(chan_in, chan_out, antialias), attn]))
         last = feats[-1]
         if disc_output_size == 5:
@@ -290,9 +319,9 @@ class LightweightGANDiscriminator(nn.Module):
             )
         self.to_shape_disc_out = nn.Sequential(
             nn.Conv2d(channels, 64, 3, padding=1),
-            Residual(attention(64)),
+            Residual(attention(64, attn_heads, attn_dim_head)),
             residual_down(64, 32, antialias),
-            Residual(attention(32)),
+            Residual(attention(32, attn_heads, attn_dim_head)),
             nn.AdaptiveAvgPool2d((4, 4)),
             nn.Conv2d(32, 1, 4),
         )
@@ -428,6 +457,7 @@ def recognize(state_dict: StateDict) -> dict[str, Any] | None:
         "attn_res_layers": tuple(2 ** (i + 2) for i in stages if _has_child(sd, f"layers.{i}.2")),
         "freq_chan_attn": any(f"layers.{i}.1.dct_weights" in sd for i in stages),
         "antialias": "layers.0.0.1.f" in sd,
+        **_attention_split(sd, "layers."),
     }
 
 
@@ -466,6 +496,7 @@ def recognize_discriminator(state_dict: StateDict) -> dict[str, Any] | None:
         "disc_output_size": 1 if "to_logits.3.weight" in sd else 5,
         "attn_res_layers": tuple(2 ** (top - i) for i in blocks if _has_child(sd, f"residual_layers.{i}.1")),
         "antialias": "to_shape_disc_out.2.branches.0.0.f" in sd,
+        **_attention_split(sd, "to_shape_disc_out."),
     }
 
 

@@ -35,6 +35,8 @@ network_g:
   attn_res_layers: [32]
   freq_chan_attn: false       # FcaNet gates instead of global context in the skip-layer excitation
   antialias: false            # lightweight-gan's --antialias (blur before strided convs)
+  attn_heads: 8               # heads x width of every attention block: lightweight-gan's 8 x 64;
+  attn_dim_head: 64           # smaller (e.g. 2 x 16) is far cheaper on a CPU, but not its layout
 network_d:
   type: LightweightGANDiscriminator
   image_size: {size}
@@ -45,6 +47,8 @@ network_d:
   disc_output_size: 1         # 1 or 5
   attn_res_layers: [32]
   antialias: false
+  attn_heads: 8               # also sizes the two attention blocks of the 32x32 side discriminator
+  attn_dim_head: 64
 
 data:
   train:
