@@ -96,6 +96,20 @@ def write_config(path: Path, cfg: dict[str, Any]) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The suite's own cache folder: tests never read or write the user's (FID features of
+    real images are cached there across runs). A test that needs another sets its own."""
+    folder = tmp_path_factory.mktemp("restorekit-cache")
+    old = os.environ.get("RESTOREKIT_CACHE")
+    os.environ["RESTOREKIT_CACHE"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("RESTOREKIT_CACHE", None)
+    else:
+        os.environ["RESTOREKIT_CACHE"] = old
+
+
 @pytest.fixture
 def one_thread() -> Iterator[None]:
     """torch on one thread for the test: tiny networks run faster without thread hand-offs."""

@@ -20,7 +20,8 @@ calibrate on, so ``weights: random`` with one is a config error.
 
 Inputs are quantised like BasicSR's ``tensor2img`` (the saved 8-bit images are what pytorch-fid
 would read), gray is repeated to RGB, and each image is resized to ``resize_to`` (299 as
-pytorch-fid; tests may use down to 75 to stay quick on a CPU).
+pytorch-fid; tests may use down to 75 to stay quick on a CPU). The reals' features are cached
+across rounds and runs (``metrics.feature_cache``; ``cache: false`` keeps them in memory only).
 """
 
 from __future__ import annotations
@@ -41,9 +42,17 @@ from restorekit.archs.inception import (
     FIDInception,
     resize_for_fid,
 )
+from restorekit.data.io import scan_images
 from restorekit.errors import ConfigError, DataError
 from restorekit.metrics import fid as F
 from restorekit.metrics.base import SetMetric, merge_indexed
+from restorekit.metrics.feature_cache import (
+    FeatureCache,
+    batchnorm_state,
+    file_identity,
+    load_batchnorm_state,
+    protocol,
+)
 from restorekit.metrics.psnr_ssim_torch import quantize
 from restorekit.registry import METRICS, signature_params
 from restorekit.weights import resolve_weights
@@ -79,26 +88,28 @@ class InceptionSetMetric(SetMetric):
         batch_size: int,
         resize_to: int,
         seed: int,
+        cache: bool = True,
     ) -> None:
         """Shared set-up; subclasses call ``check_options`` with all their options first."""
         self.reference, self.num_images, self.dims = reference, num_images, dims
         self.batch_size, self.resize_to, self.seed = batch_size, resize_to, seed
         self.random = weights == RANDOM
         if reference is not None and not Path(reference).exists():
-            kind = (
-                "a .npz statistics file or a folder of images" if self.npz_reference else "a folder of images"
-            )
+            kind = f"{'a .npz statistics file or ' if self.npz_reference else ''}a folder of images"
             raise DataError(f"{self.name}: reference {reference} does not exist (expected {kind})")
         if self.random:
             self.model: FIDInception = F.random_fid_model(dims, seed, resize_to)
         else:
             path = resolve_weights(weights, FID_INCEPTION_FILENAME, F.FID_WEIGHTS_WHAT)
             self.model = FIDInception(weights_path=path, dims=dims, input_size=resize_to)
+        #: how the number is made, written beside every value (stats.jsonl, fid.csv)
+        self.protocol = protocol(None if self.random else path, seed, dims, resize_to)
+        weights_id = "random" if self.random else file_identity(path)
+        self.features = FeatureCache(f"{self.protocol}|{weights_id}|{self.batch_size}", persist=cache)
         self.deferred = self.random and reference is None  # keep images, extract in compute()
         self.ready = not self.random  # random weights: calibrated before first use
         self.note = self._note()
         self._ref: Any = None  # reference features / statistics, computed once
-        self._cache: tuple[str, np.ndarray] | None = None  # deferred mode: (gt digest, gt features)
         self._device = torch.device("cpu")  # of the last update: where compute() runs
         self._model_device = torch.device("cpu")
         self.reset()
@@ -161,8 +172,15 @@ class InceptionSetMetric(SetMetric):
             return
         self._prepare(output.device)
         self._out.append(self._features(_to_unit(output, self.resize_to)))
-        if use_gt:
-            self._gt.append(self._features(_to_unit(gt, self.resize_to)))  # type: ignore[arg-type]
+        if use_gt:  # the reals are the same every round: their features come from the cache
+            real = quantize(gt).to(torch.uint8)  # type: ignore[arg-type]
+            key = self.features.key(str(tuple(real.shape)), real.cpu().numpy().tobytes())
+            hit = self.features.get(key)
+            if hit is None:
+                unit = _rgb_resized(real.to(torch.float32).div_(255.0), self.resize_to)
+                hit = {"features": self._features(unit)}
+                self.features.put(key, hit)
+            self._gt.append(hit["features"])
 
     def state(self) -> dict[str, Any]:
         if self.deferred:
@@ -200,6 +218,10 @@ class InceptionSetMetric(SetMetric):
         """The metric from output features and gt features (``None``: use the reference)."""
         raise NotImplementedError
 
+    def describe(self) -> str:
+        """The protocol of the last ``compute()``, with the image count and the reference."""
+        return f"{self.protocol}; {len(self._indices)} images vs {self.reference or 'the real images'}"
+
     # -- helpers -----------------------------------------------------------------------------
 
     def _check_batch(self, output: Tensor, gt: Tensor | None, indices: Sequence[int]) -> None:
@@ -232,22 +254,24 @@ class InceptionSetMetric(SetMetric):
         """Calibrate (random weights) and compute the reference once, before first use."""
         self._move(device)
         ref = self.reference
-        if not self.ready and ref is not None:
-            size = self.resize_to
-            F.calibrate_batchnorm(
-                self.model, F.iter_image_batches(ref, self._calibration_batch_size(), size, device)
-            )
-            self.ready = True
-        if self._ref is None and ref is not None:
-            if str(ref).endswith(".npz"):
-                self._ref = self._load_npz(ref)
-            else:
-                feats = F.extract_features(self.model, ref, self.batch_size, device)
-                if len(feats) < 2:
-                    raise DataError(
-                        f"{self.name}: reference {ref} needs at least 2 images, found {len(feats)}"
-                    )
-                self._ref = self._reference_from_features(feats)
+        if ref is None or (self.ready and self._ref is not None):
+            return
+        if str(ref).endswith(".npz"):
+            self._ref = self._load_npz(ref)
+            return
+        key = self.features.key(*(file_identity(p) for p in scan_images(ref)))
+        hit = self.features.get(key)
+        if hit is None or (self.random and not load_batchnorm_state(self.model, hit)):
+            if not self.ready:
+                batches = F.iter_image_batches(ref, self._calibration_batch_size(), self.resize_to, device)
+                F.calibrate_batchnorm(self.model, batches)
+            feats = F.extract_features(self.model, ref, self.batch_size, device)
+            hit = {"features": feats, **(batchnorm_state(self.model) if self.random else {})}
+            self.features.put(key, hit)
+        self.ready = True
+        if (n := len(hit["features"])) < 2:
+            raise DataError(f"{self.name}: reference {ref} needs at least 2 images, found {n}")
+        self._ref = self._reference_from_features(hit["features"])
 
     def _load_npz(self, ref: str) -> Any:
         mu, sigma = F.load_stats_npz(ref)
@@ -268,20 +292,24 @@ class InceptionSetMetric(SetMetric):
     def _deferred_features(self) -> tuple[np.ndarray, np.ndarray]:
         """Calibrate on the merged gt images (in index order), then extract both sets' features.
 
-        The gt images are the same every validation round, so the calibrated network and the gt
-        features are kept, keyed by a digest of the images.
+        The gt images are the same every validation round (and every run on the same data), so
+        the calibrated BatchNorm statistics and the gt features are cached, keyed by the images.
         """
         digest = hashlib.sha1(np.asarray(self._indices, np.int64).tobytes())
         for im in self._gt:
+            digest.update(str(im.shape).encode())
             digest.update(im.tobytes())
-        key = digest.hexdigest()
-        if self._cache is None or self._cache[0] != key:
-            self._move(self._device)  # calibrating resets the BatchNorm statistics first
+        key = self.features.key(digest.hexdigest())
+        self._move(self._device)
+        hit = self.features.get(key)
+        if hit is None or not load_batchnorm_state(self.model, hit):
+            # calibrating resets the BatchNorm statistics first
             F.calibrate_batchnorm(self.model, self._unit_batches(self._gt, self._calibration_batch_size()))
             gt = np.concatenate([self._features(b) for b in self._unit_batches(self._gt, self.batch_size)])
-            self._cache = (key, gt)
+            hit = {"features": gt, **batchnorm_state(self.model)}
+            self.features.put(key, hit)
         out = np.concatenate([self._features(b) for b in self._unit_batches(self._out, self.batch_size)])
-        return out, self._cache[1]
+        return out, hit["features"]
 
 
 @METRICS.register("fid", higher_is_better=False)
@@ -305,9 +333,10 @@ class FIDMetric(InceptionSetMetric):
         batch_size: int = 50,
         resize_to: int = FID_INPUT_SIZE,
         seed: int = 0,
+        cache: bool = True,
     ) -> None:
         self.check_options(self.name, **{k: v for k, v in locals().items() if k not in ("self", "__class__")})
-        super().__init__(reference, num_images, weights, dims, batch_size, resize_to, seed)
+        super().__init__(reference, num_images, weights, dims, batch_size, resize_to, seed, cache)
 
     def _reference_from_features(self, feats: np.ndarray) -> Any:
         return F.compute_statistics(feats)
@@ -343,11 +372,12 @@ class KIDMetric(InceptionSetMetric):
         subsets: int = 100,
         subset_size: int | None = None,
         subset_seed: int = 2020,
+        cache: bool = True,
     ) -> None:
         self.check_options(self.name, **{k: v for k, v in locals().items() if k not in ("self", "__class__")})
         self.subsets, self.subset_size, self.subset_seed = subsets, subset_size, subset_seed
         self.std: float | None = None
-        super().__init__(reference, num_images, weights, dims, batch_size, resize_to, seed)
+        super().__init__(reference, num_images, weights, dims, batch_size, resize_to, seed, cache)
 
     @classmethod
     def check_options(cls, where: str, **opts: Any) -> None:
