@@ -125,6 +125,21 @@ def test_speed_options_quick(tmp_path: Path) -> None:
     assert rows[0][header.index("bare speed-up vs fp32")] == "1.00×"
 
 
+def test_swinir_train_quick(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    seeded_results(results, "swinir_train")
+    run_quick("swinir_train.py", "--results", str(results))
+    body = replaced_in_place(results, "swinir_train")
+    assert "tiny SwinIR x4" in body and "--results" not in body, body
+    header, rows = table_rows(body)
+    assert header[:3] == ["precision", "bare ms/step", "trainer ms/iter"] and [r[0] for r in rows] == ["fp32"]
+    for row in rows:
+        for col in ("trainer/bare wall", "trainer/bare CPU"):
+            ratio = float(row[header.index(col)])
+            low, high = (float(x) for x in row[header.index(col) + 1].split("–"))
+            assert 0 < low <= ratio <= high, row
+
+
 def test_gan_step_quick(tmp_path: Path) -> None:
     results = tmp_path / "RESULTS.md"
     seeded_results(results, "gan_step")
