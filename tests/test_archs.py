@@ -34,6 +34,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small nets run f
 
 # Small arguments per registered name: every registered architecture must appear here.
 SMALL_KWARGS: dict[str, list[dict[str, Any]]] = {
+    "ECBSR": [
+        dict(num_in_ch=3, num_out_ch=3, num_block=1, num_channel=4, with_idt=True, act_type="rrelu", scale=2),
+        dict(num_in_ch=1, num_out_ch=1, num_block=2, num_channel=8, act_type="prelu", scale=3),
+    ],
     "EDSR": [
         dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_block=2, upscale=2),
         dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, upscale=3, res_scale=0.1),

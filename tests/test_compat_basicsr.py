@@ -123,12 +123,8 @@ REFUSED = {
         HEAD.format(name="BasicVSR_REDS", model="VideoRecurrentModel", scale=4),
         "model_type: 'VideoRecurrentModel' cannot be converted; supported model types: SRModel,",
     ),
-    "train_ECBSR_x4_m4c16_prelu.yml": (
-        HEAD.format(name="100_train_ECBSR_x4_m4c16_prelu", model="SRModel", scale=4)
-        + "network_g: {type: ECBSR, num_in_ch: 1, num_out_ch: 1, num_block: 4, num_channel: 16, scale: 4}\n"
-        + SR_DATA.replace("    type: PairedImageDataset\n", "    type: PairedImageDataset\n    color: y\n"),
-        "network_g.type: unknown architecture 'ECBSR' (did you mean 'EDSR'?)",
-    ),
+    # train_ECBSR_x4_m4c16_prelu.yml converts since ECBSR and color: y exist
+    # (tests/test_import_basicsr_color.py)
     "finetune_realesrgan_x4plus_pairdata.yml": (
         HEAD.format(name="finetune_RealESRGANx4plus_400k_pairdata", model="RealESRGANModel", scale=4)
         + "high_order_degradation: False\n"

@@ -530,7 +530,7 @@ def _set(option: dict[str, Any], dotted: str, value: Any) -> None:
         ("datasets.train.use_shuffle", False, "always shuffles"),
         ("datasets.val.scale", 3, "disagrees with the top-level scale 2"),
         ("datasets.train.io_backend.type", "memcached", "supported io backends: disk, lmdb"),
-        ("datasets.train.color", "y", "not supported"),
+        ("datasets.train.color", "rgb", "supported colours: y"),
         ("datasets.test_1", {"type": "PairedImageDataset"}, "'train' and 'val*'"),
         ("network_g.upscale", 4, "disagrees with the top-level scale 2"),
         ("val.metrics.lpips", {"type": "calculate_lpips"}, "supported metric types"),

@@ -7,6 +7,7 @@ never the trainer, the CLI or logging back-ends.
 
 from restorekit.archs import (
     discriminators,
+    ecbsr,
     edsr,
     info,
     lightweight_gan,
@@ -19,6 +20,7 @@ from restorekit.archs import (
     wdsr,
 )
 from restorekit.archs.discriminators import UNetDiscriminatorSN, VGGStyleDiscriminator
+from restorekit.archs.ecbsr import ECBSR
 from restorekit.archs.edsr import EDSR
 from restorekit.archs.info import ArchInfo, arch_info
 from restorekit.archs.lightweight_gan import LightweightGANDiscriminator, LightweightGANGenerator
@@ -31,6 +33,7 @@ from restorekit.archs.swinir import SwinIR
 from restorekit.archs.wdsr import WDSRA, WDSRB
 
 __all__ = [
+    "ECBSR",
     "EDSR",
     "RCAN",
     "WDSRA",
@@ -47,6 +50,7 @@ __all__ = [
     "VGGStyleDiscriminator",
     "arch_info",
     "discriminators",
+    "ecbsr",
     "edsr",
     "info",
     "lightweight_gan",

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from restorekit.archs import edsr, rcan, ridnet, rrdbnet, srresnet, srvgg, swinir, wdsr
+from restorekit.archs import ecbsr, edsr, rcan, ridnet, rrdbnet, srresnet, srvgg, swinir, wdsr
 from restorekit.errors import RestorekitError, WeightsError
 from restorekit.registry import ARCHS, record_spec
 from restorekit.weights import (
@@ -55,6 +55,7 @@ RECOGNIZERS: list[tuple[str, Recognizer]] = [
     ("RCAN", rcan.recognize),
     ("RIDNet", ridnet.recognize),
     ("SwinIR", swinir.recognize),
+    ("ECBSR", ecbsr.recognize),
 ]
 
 
@@ -115,10 +116,13 @@ def load_weights_file(path: str | Path) -> dict[str, Tensor]:
 
 #: Constructor arguments that change the output but are not stored in the weights: recognition
 #: assumes the official value, which is silently wrong for a model trained otherwise (a BasicSR
-#: EDSR at a custom size with res_scale 0.1 is 31/255 off) — so each use is reported.
-UNSTORED: dict[str, tuple[str, ...]] = {
+#: EDSR at a custom size with res_scale 0.1 is 31/255 off) — so each use is reported. A function
+#: of the recognised kwargs answers for families where it depends on them (ECBSR's act_type is
+#: stored when it is PReLU).
+UNSTORED: dict[str, tuple[str, ...] | Callable[[dict[str, Any]], tuple[str, ...]]] = {
     "EDSR": ("res_scale", "img_range", "rgb_mean"),
     "RCAN": ("res_scale", "img_range", "rgb_mean"),
+    "ECBSR": ecbsr.unstored,
 }
 
 
@@ -140,7 +144,8 @@ def build_recognised(
     name, kwargs = detect_arch(sd, where)
     given = dict(overrides or {})
     _, checked = ARCHS.check({"type": name, **kwargs, **given}, "--arch-opt")
-    assumed = [k for k in UNSTORED.get(name, ()) if k not in given]
+    unstored = UNSTORED.get(name, ())
+    assumed = [k for k in (unstored(kwargs) if callable(unstored) else unstored) if k not in given]
     model = ARCHS.build({"type": name, **checked})
     load_into(model, sd, "strict", where)
     record_spec(model, {"type": name, **checked})

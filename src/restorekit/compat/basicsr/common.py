@@ -223,9 +223,9 @@ def paired_dataset(ds: Section, scale: int) -> dict[str, Any]:
     for k in ("mean", "std"):  # null is BasicSR's "no normalisation", which is ours
         if ds.get(k) is not None:
             ds.fail(k, "mean/std normalisation is not supported; images stay in [0, 1]")
-    if ds.get("color") is not None:
-        ds.fail("color", f"{ds.data['color']!r} is not supported; images are read as RGB")
     out: dict[str, Any] = {"type": "PairedImageDataset"}
+    if ds.get("color") is not None:  # BasicSR's Y-channel training (its ECBSR files): 1-channel GT/LQ
+        out["color"] = ds.choice("color", ("y",), "colours", " (or ~ for RGB)")
     for k in ("dataroot_gt", "dataroot_lq"):
         ds.need(k, "a folder or LMDB path")
         out[k] = ds.as_str(k)

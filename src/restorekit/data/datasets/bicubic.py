@@ -6,10 +6,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from restorekit.data.datasets.sr import SRDataset
+from restorekit.data.datasets.sr import Color, SRDataset, to_color
 from restorekit.data.datasets.store import Backend, ImageStore, fill_cache, gt_refs
 from restorekit.data.io import img2tensor, raw_to_float, raw_to_tensor
 from restorekit.data.transforms import augment_views, draw_crop
+from restorekit.errors import ConfigError
 from restorekit.registry import DATASETS
 
 
@@ -35,7 +36,8 @@ class BicubicDataset(SRDataset):
     ``gt_size`` is set, and only the patch is converted to float and downscaled, which is far
     cheaper than converting and downscaling the whole image. With ``degrade_on="device"``
     (config ``data.degrade_on``) samples carry no ``lq``: the task makes the LQ batch with the
-    same MATLAB bicubic on the training device.
+    same MATLAB bicubic on the training device. ``color: y`` (host only) takes the Y of the
+    8-bit bicubic LQ and of the GT, as of a benchmark set's LR PNGs (``datasets.sr``).
     """
 
     def __init__(
@@ -50,9 +52,12 @@ class BicubicDataset(SRDataset):
         skip_corrupt: bool = False,
         cache_images: bool = False,
         degrade_on: Literal["host", "device"] = "host",
+        color: Color = "rgb",
     ) -> None:
         super().__init__(scale, gt_size, use_hflip, use_rot, skip_corrupt)
-        self.degrade_on = degrade_on
+        if color != "rgb" and degrade_on == "device":
+            raise ConfigError(f"color: {color!r} needs degrade_on: host (the device path makes RGB LQ)")
+        self.degrade_on, self.color = degrade_on, color
         self.gt_store = ImageStore(str(dataroot_gt), io_backend, "dataroot_gt", cache_images)
         self.refs = gt_refs(self.gt_store, meta_info, skip_corrupt)
         self.cache_bytes = fill_cache(type(self).__name__, [(self.gt_store, self.refs)], skip_corrupt)
@@ -75,4 +80,5 @@ class BicubicDataset(SRDataset):
             return {"gt": raw_to_tensor(gt), "lq_path": path, "gt_path": path}
         gt_float = raw_to_float(gt)  # the MATLAB bicubic works on float HWC
         lq = bicubic_lq(gt_float, self.scale)
-        return {"lq": img2tensor(lq), "gt": img2tensor(gt_float), "lq_path": path, "gt_path": path}
+        lq_t, gt_t = to_color(img2tensor(lq), self.color), to_color(img2tensor(gt_float), self.color)
+        return {"lq": lq_t, "gt": gt_t, "lq_path": path, "gt_path": path}

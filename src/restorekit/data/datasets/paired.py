@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from restorekit.data.datasets.sr import SRDataset
+from restorekit.data.datasets.sr import Color, SRDataset, to_color
 from restorekit.data.datasets.store import (
     _SHOW,
     Backend,
@@ -116,7 +116,8 @@ class PairedImageDataset(SRDataset):
     Without ``gt_size`` (validation) whole images are returned, the GT cropped to ``scale`` × LQ.
     ``cache_images`` decodes every image once, at construction, and keeps it as decoded (see
     ``datasets.store``; ``cache_bytes`` says how much memory that is): worth it for small data
-    sets, where decoding dominates the step time.
+    sets, where decoding dominates the step time. ``color: y`` gives 1-channel Y images
+    (``datasets.sr``), for BasicSR's Y-channel option files.
     """
 
     def __init__(
@@ -132,8 +133,10 @@ class PairedImageDataset(SRDataset):
         filename_tmpl: str = "{}",
         skip_corrupt: bool = False,
         cache_images: bool = False,
+        color: Color = "rgb",
     ) -> None:
         super().__init__(scale, gt_size, use_hflip, use_rot, skip_corrupt)
+        self.color = color
         self.gt_store = ImageStore(str(dataroot_gt), io_backend, "dataroot_gt", cache_images)
         self.lq_store = ImageStore(str(dataroot_lq), io_backend, "dataroot_lq", cache_images)
         names = gt_names(self.gt_store, meta_info)
@@ -160,4 +163,5 @@ class PairedImageDataset(SRDataset):
             gt = gt_src.rows(y + size)[y : y + size, x : x + size]
             lq = lq_src.rows(top + lq_size)[top : top + lq_size, left : left + lq_size]
             gt, lq = augment_views([gt, lq], self.use_hflip, self.use_rot, rng)
-        return {"lq": raw_to_tensor(lq), "gt": raw_to_tensor(gt), "lq_path": lq_path, "gt_path": gt_path}
+        lq_t, gt_t = to_color(raw_to_tensor(lq), self.color), to_color(raw_to_tensor(gt), self.color)
+        return {"lq": lq_t, "gt": gt_t, "lq_path": lq_path, "gt_path": gt_path}

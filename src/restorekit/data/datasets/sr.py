@@ -1,9 +1,36 @@
-"""``SRDataset``: a ``KeyedDataset`` with the options every super-resolution dataset shares."""
+"""``SRDataset``: a ``KeyedDataset`` with the options every super-resolution dataset shares.
+
+**Colour.** ``color: y`` (BasicSR's option of the same name, which its ECBSR files use) turns GT
+and LQ into one channel each: the Y of MATLAB's ``rgb2ycbcr`` (BT.601 studio swing, so values lie
+in [16, 235] / 255), computed as BasicSR's ``bgr2ycbcr(img, y_only=True)`` does on the float32
+images, after the crop and flips. A gray source counts as R = G = B, as BasicSR reads it.
+"""
 
 from __future__ import annotations
 
+from typing import Literal
+
+import numpy as np
+import torch
+
 from restorekit.data.datasets.base import KeyedDataset
 from restorekit.errors import ConfigError
+
+Color = Literal["rgb", "y"]
+
+
+def to_color(img: torch.Tensor, color: Color) -> torch.Tensor:
+    """A CHW float32 RGB (or gray) tensor in [0, 1] in the dataset's ``color``: itself for
+    ``rgb``, its 1×H×W MATLAB-convention Y for ``y``."""
+    if color == "rgb":
+        return img
+    from restorekit.metrics.psnr_ssim import rgb2ycbcr  # late: data workers need it only here
+
+    hwc = img.permute(1, 2, 0).numpy()
+    if hwc.shape[2] == 1:
+        hwc = np.repeat(hwc, 3, axis=2)
+    y = rgb2ycbcr(np.ascontiguousarray(hwc[:, :, :3]), y_only=True)
+    return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)[None])
 
 
 def check_sr_options(scale: int, gt_size: int | None) -> None:
