@@ -31,7 +31,14 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from restorekit.archs.info import ArchInfo, arch_info, info_for, record_info
-from restorekit.errors import ConfigError, RestorekitError, WeightsError
+from restorekit.errors import (
+    DISK_ERRORS,
+    ConfigError,
+    RestorekitError,
+    WeightsError,
+    raising_os_errors,
+    write_error,
+)
 from restorekit.registry import ARCHS, spec_of
 from restorekit.weights import check_finite, count_nonfinite, load_into, read_state_dict, unwrap_state_dict
 
@@ -61,14 +68,22 @@ def export_network(module: nn.Module, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(state, str(tmp), metadata=meta)
+        raising_os_errors(lambda: save_file(state, str(tmp), metadata=meta))
         tmp.replace(path)
     except OSError as exc:  # under a file, a read-only folder, a full disk, a folder named so
         _discard(tmp)
+        if exc.errno in DISK_ERRORS:  # "PATH: no space left on device (needed ~N MB)"
+            raise write_error(exc, path, _export_size(state, meta), WeightsError) from None
         raise WeightsError(f"{path}: cannot write the export: {exc.strerror or exc}") from None
     except BaseException:
         _discard(tmp)
         raise
+
+
+def _export_size(state: Mapping[str, torch.Tensor], meta: Mapping[str, str]) -> int:
+    """Bytes the export takes: its tensor data plus the JSON header (~100 bytes per tensor)."""
+    header = sum(len(k) + len(v) for k, v in meta.items()) + 128 * len(state)
+    return sum(t.numel() * t.element_size() for t in state.values()) + header
 
 
 def _discard(tmp: Path) -> None:

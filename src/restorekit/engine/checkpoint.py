@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from restorekit.ckptdir import CONFIG_FILE, STATE_FILE, latest_checkpoint, list_checkpoints, write_manifest
-from restorekit.engine.logging import DISK_ERRORS, write_error
+from restorekit.engine.logging import DISK_ERRORS, raising_os_errors, write_error
 from restorekit.engine.runlock import pid_alive
 from restorekit.errors import ConfigError, RestorekitError, WeightsError
 
@@ -85,7 +85,8 @@ def save_checkpoint(
         tmp.mkdir()
         for name, module in networks.items():
             current = tmp / f"{name}.safetensors"
-            save_file(state_for_saving(module), str(current))
+            state = state_for_saving(module)
+            raising_os_errors(lambda: save_file(state, str(current)))  # noqa: B023 (called at once)
         current = tmp / STATE_FILE
         try:
             torch.save(training_state, current)

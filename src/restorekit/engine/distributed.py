@@ -12,7 +12,9 @@ Two failure modes of a multi-process job are made loud here instead of silent:
   if the parent died before the call, also polls ``os.getppid()`` once a second (``watch_parent``).
 * **A rank hangs or dies**: the others would wait forever in a collective. ``train.dist_timeout``
   bounds every collective, and a timed-out collective becomes one ``RestorekitError`` naming the
-  ranks that never arrived (``dist_error``), found through the job's key-value store.
+  ranks that never arrived (``dist_error``), found through the job's key-value store: for the
+  collectives called here, and, through ``collectives()``, for those DDP runs inside a training
+  step (the gradient all-reduce) and the NaN guard's count.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -168,14 +171,30 @@ def dist_error(exc: BaseException, info: DistInfo, what: str) -> RestorekitError
     )
 
 
-def _collective(info: DistInfo, what: str, fn: Callable[[], T]) -> T:
+@contextmanager
+def collectives(info: DistInfo, what: str) -> Iterator[None]:
+    """Turn a collective inside the block that timed out or lost a peer into ``dist_error``'s line.
+
+    For collectives restorekit does not call itself: DDP all-reduces the gradients inside
+    ``backward()`` (and broadcasts buffers in ``forward``), so a stopped rank surfaced as gloo's
+    ``Timed out waiting 5000ms for recv operation to complete`` under a 40-line traceback on
+    every rank. ``what`` names the step in the message. A no-op in a one-process run.
+    """
+    if not info.distributed:
+        yield
+        return
     try:
-        return fn()
+        yield
     except RuntimeError as exc:  # DistBackendError is a RuntimeError
         err = dist_error(exc, info, what)
         if err is None:
             raise
         raise err from None
+
+
+def _collective(info: DistInfo, what: str, fn: Callable[[], T]) -> T:
+    with collectives(info, what):
+        return fn()
 
 
 def all_gather_objects(obj: Any, info: DistInfo) -> list[Any]:

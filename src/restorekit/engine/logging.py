@@ -10,59 +10,77 @@ file), and a line torn by a crash mid-write is cut off when a resumed run opens 
 the next row does not glue onto it.
 
 A write that fails (full disk, read-only file system) is one ``RestorekitError`` naming the
-file (``write_error``), not a traceback from deep inside the training loop; the checkpoint code
-uses the same wording.
+file and the size the write needed (``errors.write_error``, re-exported here), not a traceback
+from deep inside the training loop; checkpoints, validation results and exports use the same
+wording. TensorBoard's writer thread is kept from printing its own traceback for it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import math
 import os
 import sys
+import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from restorekit.errors import RestorekitError
+from restorekit.errors import (  # the shared wording of a failed write; re-exported here
+    DISK_ERRORS,
+    guarded_write,
+    os_error_of,
+    raising_os_errors,
+    size_mb,
+    write_error,
+)
 
 STATS_FILE = "stats.jsonl"
-T = TypeVar("T")
-DISK_ERRORS = {
-    errno.ENOSPC: "no space left on device",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EROFS: "read-only file system",
-}
+#: bytes a small write takes at most (a log line, a TensorBoard event, an event file's header):
+#: stated as the minimum "~1 MB", which is what such a write needs to be retried with
+SMALL_WRITE = 4096
+__all__ = [
+    "DISK_ERRORS",
+    "SMALL_WRITE",
+    "STATS_FILE",
+    "Reporter",
+    "guarded_write",
+    "json_safe",
+    "os_error_of",
+    "quiet_writer_thread_disk_errors",
+    "raising_os_errors",
+    "repair_jsonl",
+    "size_mb",
+    "write_error",
+]
 
 
-def size_mb(nbytes: int) -> int:
-    """Whole megabytes, rounded up (at least 1: "needed ~0 MB" would read as "nothing")."""
-    return max(1, math.ceil(nbytes / 2**20))
+def quiet_writer_thread_disk_errors() -> None:
+    """Keep Python from printing a traceback when TensorBoard's writer thread hits a full disk.
 
+    TensorBoard writes events from a background thread, which stores the ``OSError`` and then
+    re-raises it, so ``threading`` prints a thread traceback; the same exception is raised again
+    in the training thread at its next ``add_scalar``, where ``write_scalars`` turns it into the
+    one line. Only disk errors of that writer thread are silenced; anything else still prints.
+    """
+    previous = threading.excepthook
+    if getattr(previous, "_restorekit_quiet", False):
+        return
 
-def write_error(exc: OSError, path: Path | str, needed: int | None = None) -> RestorekitError:
-    """The one line for a failed write of ``path``: ``PATH: no space left on device (needed ~N MB)``."""
-    what = DISK_ERRORS.get(exc.errno or 0)
-    if what is None:
-        return RestorekitError(f"{path}: cannot be written ({exc.strerror or exc})")
-    if exc.errno != errno.EROFS and needed is not None:
-        what += f" (needed ~{size_mb(needed)} MB)"
-    return RestorekitError(f"{path}: {what}")
+    def hook(args: threading.ExceptHookArgs) -> None:
+        exc = args.exc_value
+        writer_thread = type(args.thread).__name__ == "_AsyncWriterThread"
+        if writer_thread and isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
+            return
+        previous(args)
 
-
-def guarded_write(path: Path | str, fn: Callable[[], T], needed: int | None = None) -> T:
-    """``fn()``, with an ``OSError`` turned into ``write_error``'s one line."""
-    try:
-        return fn()
-    except OSError as exc:
-        raise write_error(exc, path, needed) from None
+    hook._restorekit_quiet = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 def json_safe(values: dict[str, Any]) -> dict[str, Any]:
@@ -121,15 +139,19 @@ class Reporter:
         self._log_file = guarded_write(
             run_dir / "log.txt",
             lambda: open(run_dir / "log.txt", "a", encoding="utf-8"),  # noqa: SIM115
+            SMALL_WRITE,
         )
-        note = guarded_write(run_dir / STATS_FILE, lambda: repair_jsonl(run_dir / STATS_FILE))
+        note = guarded_write(run_dir / STATS_FILE, lambda: repair_jsonl(run_dir / STATS_FILE), SMALL_WRITE)
         if note:
             self.log(note)
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = guarded_write(run_dir / "tb", lambda: SummaryWriter(log_dir=str(run_dir / "tb")))
+                self.tb = guarded_write(
+                    run_dir / "tb", lambda: SummaryWriter(log_dir=str(run_dir / "tb")), SMALL_WRITE
+                )
+                quiet_writer_thread_disk_errors()
             except ImportError:
                 self.log("TensorBoard is not installed (pip install tensorboard); logging without it")
         if wandb_project:
@@ -160,11 +182,14 @@ class Reporter:
         self.write_scalars(it, means, prefix="train")
         return means
 
-    def write_scalars(self, it: int, values: dict[str, float], prefix: str) -> None:
+    def write_scalars(
+        self, it: int, values: dict[str, float], prefix: str, extra: dict[str, Any] | None = None
+    ) -> None:
+        """``values`` to every sink; ``extra`` (e.g. each FID's protocol) to ``stats.jsonl`` only."""
         if not self.enabled:
             return
         if self.run_dir is not None:
-            row = json_safe({"iter": it, "time": time.time(), "kind": prefix, **values})
+            row = json_safe({"iter": it, "time": time.time(), "kind": prefix, **values, **(extra or {})})
             line = json.dumps(row, allow_nan=False) + "\n"
             path = self.run_dir / STATS_FILE
             try:
@@ -177,7 +202,7 @@ class Reporter:
                 for k, v in values.items():
                     self.tb.add_scalar(f"{prefix}/{k}", v, it)
             except OSError as exc:
-                raise write_error(exc, self._tb_dir) from None
+                raise write_error(exc, self._tb_dir, SMALL_WRITE * len(values)) from None
         if self.wandb is not None:
             self.wandb.log({f"{prefix}/{k}": v for k, v in values.items()}, step=it)
 

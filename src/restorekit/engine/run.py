@@ -136,6 +136,17 @@ def checkpoint_weights(path: Path) -> Path:
     return found[0]
 
 
+def dist_timeout(cfg: RunConfig) -> float:
+    """``train.dist_timeout`` for the process group of any command; a config without a ``train``
+    section (validation only) gets the option's default, so ``validate`` under torchrun is bounded
+    the same way ``train`` is instead of waiting gloo's 30 minutes for a stuck rank."""
+    if cfg.train is not None:
+        return float(cfg.train.dist_timeout)
+    from restorekit.config.schema import TrainCore
+
+    return float(TrainCore.model_fields["dist_timeout"].default)
+
+
 def validate_run(
     cfg: RunConfig,
     weights: str,
@@ -153,8 +164,7 @@ def validate_run(
     if not cfg.data.val:
         raise ConfigError(f"{source}: data.val: no validation sets to evaluate")
     own_group = info is None
-    timeout = cfg.train.dist_timeout if cfg.train is not None else 600.0
-    info = info or init_distributed("cuda" if wants_cuda(cfg.device) else "cpu", timeout=timeout)
+    info = info or init_distributed("cuda" if wants_cuda(cfg.device) else "cpu", timeout=dist_timeout(cfg))
     try:
         device = pick_device(cfg.device, info.local_rank)
         task_cls = TASKS.get(cfg.task, "task")
