@@ -3,7 +3,9 @@ metrics, keeps its EMA schedule, and resumes bit for bit (optimizers, EMA, fixed
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -321,3 +323,53 @@ def test_a_run_shorter_than_the_ema_schedule_ships_g_and_ada_p_is_shared_state(t
     broken = {**shared, "optimizers": {"g": shared["optimizers"]["g"]}}  # as if D were added since
     with pytest.raises(RestorekitError, match=r"^training state has no saved optimizers state for 'd'"):
         again.load_state_dict(broken)
+
+
+@pytest.mark.slow
+def test_fid_falls_as_it_trains_and_each_number_carries_its_protocol(
+    tmp_path: Path, one_thread: None
+) -> None:
+    """FID (random Inception calibrated on the reals) of the untrained G vs after 48 iterations.
+
+    Also: every FID row in ``stats.jsonl`` and ``fid.csv`` says how it was made, and the second
+    round reuses the cached real features (one file for the data set + protocol).
+    """
+    raw = gen_config(tmp_path)
+    make_shapes(tmp_path / "shapes", num=48, size=16, seed=1)
+    fid = {"weights": "random", "dims": 64, "resize_to": 75, "num_images": 48}
+    raw["data"]["val"] = {"shapes": {"metrics": {"fid": fid}}}
+    raw["data"]["train"]["batch_size"] = 8
+    small_attention = {"attn_heads": 1, "attn_dim_head": 8}
+    raw["network_g"].update(small_attention)
+    raw["network_d"].update(small_attention)
+    raw["train"].update(
+        total_iter=48,
+        gp_every=4,
+        augment={"prob": 0.0},
+        optim_g={"type": "Adam", "lr": 1e-3, "betas": [0.5, 0.9]},
+        optim_d={"type": "Adam", "lr": 1e-3, "betas": [0.5, 0.9]},
+        ema={"decay": 0.9, "every": 1, "start": 24, "reset_every": 100, "reset_until": 0},
+    )
+    raw["val"] = {"freq": 48}
+    raw["logger"]["save_checkpoint_freq"] = 48
+    run = Path(raw["experiments_root"]) / "fid"
+    run.mkdir(parents=True)
+    trainer = Trainer(validate_config(raw), run)
+    before = trainer.validate()["shapes"]["fid"]
+    trainer.fit()
+    rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    val = [r for r in rows if r["kind"] == "val/shapes"]
+    assert [r["iter"] for r in val] == [0, 48]
+    after = val[-1]["fid"]
+    assert after < 0.7 * before, (before, after)
+    protocol = val[-1]["protocol"]["fid"]
+    assert "random-init InceptionV3 (seed 0" in protocol and "64-d" in protocol and "resize to 75" in protocol
+    assert "48 images vs the real images" in protocol
+    with open(run / "fid.csv", encoding="utf-8") as f:
+        table = list(csv.DictReader(f))
+    assert [(r["iter"], r["set"], r["metric"]) for r in table] == [
+        ("0", "shapes", "fid"),
+        ("48", "shapes", "fid"),
+    ]
+    assert float(table[-1]["value"]) == after and table[-1]["protocol"] == protocol
+    assert len(list((Path(os.environ["RESTOREKIT_CACHE"]) / "fid_features").glob("*.npz"))) >= 1

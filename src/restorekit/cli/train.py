@@ -30,7 +30,11 @@ def add_parsers(sub: Any) -> None:
     v.add_argument("-c", "--config", required=True)
     v.add_argument("overrides", nargs="*", metavar="key.path=value")
     v.add_argument("--weights", required=True, help=".safetensors / .pth file or a checkpoint folder")
-    v.add_argument("--baseline", choices=["bicubic"], help="also evaluate a non-learned baseline")
+    v.add_argument(
+        "--baseline",
+        choices=["bicubic", "input"],
+        help="also evaluate a non-learned baseline: bicubic upscaling, or the degraded input (scale 1)",
+    )
     v.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     v.add_argument("--report", metavar="DIR", help="write an HTML report (tables, crops, curves) to DIR")
     v.add_argument("--run", metavar="DIR", help="run folder whose stats.jsonl the report plots")
@@ -85,7 +89,7 @@ def launch_torchrun(nproc: int, argv: list[str]) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from restorekit.config import load_config
     from restorekit.engine.distributed import cleanup, init_distributed
-    from restorekit.engine.run import validate_run, wants_cuda
+    from restorekit.engine.run import dist_timeout, validate_run, wants_cuda
     from restorekit.engine.validation import check_config, format_table
 
     cfg = load_config(args.config, args.overrides)
@@ -100,7 +104,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             raise RestorekitError("--run DIR only makes sense with --report DIR")
         run_dir = find_run_dir(args.weights, args.run)
         report = ValidationReport(args.report, args.config, args.weights, run_dir, args.baseline)
-    info = init_distributed("cuda" if wants_cuda(cfg.device) else "cpu")
+    info = init_distributed("cuda" if wants_cuda(cfg.device) else "cpu", timeout=dist_timeout(cfg))
     try:
         results = validate_run(cfg, args.weights, args.baseline, report, source=args.config, info=info)
     finally:
@@ -108,6 +112,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     means = {name: res.means for name, res in results.items()}
     if info.is_main:
         print(json.dumps(means) if args.json else format_table(means))
+        for name, res in results.items():  # what each number means, on stderr beside --json
+            for line in [*res.notes, *(f"{m}: {p}" for m, p in res.protocols.items())]:
+                print(f"note: {name}: {line}", file=sys.stderr if args.json else sys.stdout)
         if report:
             page = report.write(means)
             print(f"wrote {page}", file=sys.stderr if args.json else sys.stdout)

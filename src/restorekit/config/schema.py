@@ -112,8 +112,10 @@ class Val(Strict):
     freq: int | None = Field(None, ge=1, description="Validate every N iterations (and at the end).")
     use_ema: bool = Field(True, description="Validate the EMA weights when EMA is on.")
     save_best: bool = Field(True, description="Keep the checkpoint with the best first metric.")
-    baseline: Literal["bicubic"] | None = Field(
-        None, description="Also report a non-learned baseline (MATLAB bicubic) at the final validation."
+    baseline: Literal["bicubic", "input"] | None = Field(
+        None,
+        description="Also report a non-learned baseline at the final validation: MATLAB bicubic, or "
+        "the degraded input itself (scale 1: denoising, JPEG).",
     )
 
 

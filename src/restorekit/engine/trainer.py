@@ -33,12 +33,19 @@ from restorekit.engine.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from restorekit.engine.distributed import DistInfo, all_gather_objects, barrier, mean_over_ranks
+from restorekit.engine.distributed import DistInfo, all_gather_objects, barrier, collectives, mean_over_ranks
 from restorekit.engine.logging import Reporter
 from restorekit.engine.nanguard import NanGuard, Snapshot, non_finite_networks
 from restorekit.engine.sampler import ResumableSampler
 from restorekit.engine.seeding import rng_state, seed_everything, set_rng_state
-from restorekit.engine.validation import BestTracker, check_config, eval_context, format_table, write_result
+from restorekit.engine.validation import (
+    BestTracker,
+    append_set_metrics,
+    check_config,
+    eval_context,
+    format_table,
+    write_result,
+)
 from restorekit.errors import ConfigError, RestorekitError
 from restorekit.registry import DATASETS, TASKS
 from restorekit.tasks.base import Task
@@ -220,7 +227,8 @@ class Trainer:
             batches = [self._next(prefetcher) for _ in range(tcfg.accum_iter)]
             self.it += 1
             self.samples += self.per_step
-            scalars = self.task.train_step(batches, self.it)
+            with collectives(self.info, f"the gradient all-reduce of iteration {self.it}"):
+                scalars = self.task.train_step(batches, self.it)
             self.task.end_iteration(self.it)  # schedules and EMA copies, for every role
             self.reporter.report(scalars)
             self.guard.watch(scalars)
@@ -252,7 +260,9 @@ class Trainer:
     # ----------------------------------------------------------------- the NaN guard
     def _healthy(self, check_weights: bool) -> bool:
         """No non-finite loss since the last check (all ranks), and, before a save, finite weights."""
-        if self.guard.pending(self.info.distributed):
+        with collectives(self.info, f"the NaN guard's all_reduce at iteration {self.it}"):
+            pending = self.guard.pending(self.info.distributed)
+        if pending:
             self._why = "a non-finite loss"
             return False
         bad = non_finite_networks(self.task.networks) if check_weights else []
@@ -337,7 +347,9 @@ class Trainer:
                 continue
             if self.info.is_main:
                 write_result(self.run_dir / "val" / name, f"iter_{self.it}", result)
-                self.reporter.write_scalars(self.it, result.means, prefix=f"val/{name}")
+                protocols = {"protocol": result.protocols} if result.protocols else None
+                self.reporter.write_scalars(self.it, result.means, prefix=f"val/{name}", extra=protocols)
+                append_set_metrics(self.run_dir, self.it, name, result)
             self.best.update(name, result.means, self.it)
         if self.info.is_main and (self.reporter.tb is not None or self.reporter.wandb is not None):
             with torch.no_grad():

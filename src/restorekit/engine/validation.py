@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 
 from restorekit.config import RunConfig
 from restorekit.engine.distributed import DistInfo, all_gather_objects
+from restorekit.engine.logging import SMALL_WRITE, guarded_write
 from restorekit.errors import ConfigError
 from restorekit.metrics import higher_is_better
 from restorekit.registry import TASKS
@@ -58,7 +60,13 @@ def eval_context(
 
 
 def write_result(folder: Path, tag: str, result: SetResult) -> None:
-    """``<tag>.csv`` (one row per image) and ``<tag>.json`` (means) in ``folder``."""
+    """``<tag>.csv`` (one row per image) and ``<tag>.json`` (means) in ``folder``; a full or
+    read-only disk is one line naming the folder (``engine.logging.write_error``)."""
+    needed = SMALL_WRITE + 64 * len(result.per_image) * (1 + len(result.means))
+    guarded_write(folder, lambda: _write_result(folder, tag, result), needed)
+
+
+def _write_result(folder: Path, tag: str, result: SetResult) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     metrics = list(result.means)
     with open(folder / f"{tag}.csv", "w", newline="", encoding="utf-8") as f:
@@ -67,6 +75,33 @@ def write_result(folder: Path, tag: str, result: SetResult) -> None:
         for name, vals in result.per_image:
             writer.writerow([name, *(repr(vals[m]) for m in metrics)])
     (folder / f"{tag}.json").write_text(json.dumps(result.means, indent=2) + "\n", encoding="utf-8")
+
+
+SET_METRICS_CSV = "fid.csv"
+
+
+def append_set_metrics(run_dir: Path, it: int, set_name: str, result: SetResult) -> None:
+    """One ``fid.csv`` row per set metric (FID, KID) of a round, with its protocol beside it.
+
+    The file is the run's FID curve that a spreadsheet reads: ``iter, time, set, metric,
+    value, protocol``; the protocol names the network, its weights, the resize and the image
+    counts, so numbers made differently are never compared by accident.
+    """
+    if not result.protocols:
+        return
+    path = run_dir / SET_METRICS_CSV
+
+    def write() -> None:
+        new = not path.exists()
+        with open(path, "a", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(["iter", "time", "set", "metric", "value", "protocol"])
+            for metric, protocol in result.protocols.items():
+                value = result.means.get(metric, math.nan)
+                writer.writerow([it, f"{time.time():.3f}", set_name, metric, repr(value), protocol])
+
+    guarded_write(path, write, SMALL_WRITE)
 
 
 class BestTracker:

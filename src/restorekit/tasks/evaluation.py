@@ -68,6 +68,9 @@ class SetResult:
     baseline_of: str | None = None
     #: one-line notes to print beside the numbers (e.g. "FID with random Inception weights")
     notes: list[str] = field(default_factory=list)
+    #: per set metric, how its number was made (network, weights, resize, counts): written
+    #: beside the value in ``stats.jsonl`` and ``fid.csv``
+    protocols: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -134,8 +137,11 @@ class _Indexed(Dataset):
         return sample
 
 
-def finish_set_metrics(metrics: Mapping[str, Any], ctx: EvalContext, notes: list[str]) -> dict[str, float]:
-    """Merge every set metric's per-rank state across ranks and compute it (notes are appended)."""
+def finish_set_metrics(
+    metrics: Mapping[str, Any], ctx: EvalContext, notes: list[str], protocols: dict[str, str] | None = None
+) -> dict[str, float]:
+    """Merge every set metric's per-rank state across ranks and compute it (notes are appended,
+    and each metric's ``describe()``, how the number was made, goes into ``protocols``)."""
     out: dict[str, float] = {}
     for name, metric in metrics.items():
         if is_set_metric(metric):
@@ -143,6 +149,8 @@ def finish_set_metrics(metrics: Mapping[str, Any], ctx: EvalContext, notes: list
             out[name] = float(metric.compute())
             if getattr(metric, "note", None):
                 notes.append(str(metric.note))
+            if protocols is not None and hasattr(metric, "describe"):
+                protocols[name] = str(metric.describe())
     return out
 
 
@@ -181,9 +189,12 @@ def evaluate_pairs(step: Step, vset: ValSetup, ctx: EvalContext, save_dir: Path 
     gathered = sorted((r for part in ctx.gather(rows) for r in part), key=lambda r: r[0])
     means = {m: mean_of([r[2][m] for r in gathered]) for m in per_image}
     notes = list(vset.notes)
-    means.update(finish_set_metrics(vset.metrics, ctx, notes))
+    protocols: dict[str, str] = {}
+    means.update(finish_set_metrics(vset.metrics, ctx, notes, protocols))
     means = {m: means[m] for m in vset.metrics}  # the configured order (the first one is "best")
-    return SetResult(means, [(r[1], r[2]) for r in gathered], [r[3] for r in gathered], notes=notes)
+    return SetResult(
+        means, [(r[1], r[2]) for r in gathered], [r[3] for r in gathered], notes=notes, protocols=protocols
+    )
 
 
 def mean_of(values: list[float]) -> float:

@@ -321,8 +321,9 @@ class GenerationTask(Task):
                     gt = torch.stack([reals[i % len(reals)]["gt"] for i in idx]).to(self.device)
                 for metric in vset.metrics.values():
                     metric.update(fakes, gt, idx)
-            notes = list(vset.notes)
-            results[vset.name] = SetResult(finish_set_metrics(vset.metrics, ctx, notes), notes=notes)
+            notes, protocols = list(vset.notes), {}
+            means = finish_set_metrics(vset.metrics, ctx, notes, protocols)
+            results[vset.name] = SetResult(means, notes=notes, protocols=protocols)
         return results
 
     def wrap_trainable(self, wrap: Any) -> None:

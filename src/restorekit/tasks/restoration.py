@@ -33,7 +33,7 @@ from restorekit.tasks.evaluation import (
     evaluate_pairs,
 )
 
-BASELINES = ("bicubic",)
+BASELINES = ("bicubic", "input")  # input: the LQ itself (what bicubic is at scale 1)
 
 
 def arch_extras(cfg: RestorationConfig) -> dict[str, Any]:
@@ -79,6 +79,10 @@ class RestorationTask(Task):
         check_buildable(cfg.network_g, "network_g", **arch_extras(cfg))
         check_train_data(cfg)
         check_val_sets(cfg, cls.dataset_extras(cfg), cls.default_metrics(), need_dataset=True)
+        if cfg.val.baseline == "input" and cfg.scale != 1:
+            raise ConfigError(
+                f"val.baseline: 'input' needs scale 1, this config has scale {cfg.scale} (use bicubic)"
+            )
         if cfg.train is None:
             return
         check_optimizer(cfg.train.optim_g, "train.optim_g")
@@ -168,9 +172,14 @@ class RestorationTask(Task):
 
     @torch.no_grad()
     def baseline_step(self, batch: Batch, kind: str = "bicubic") -> dict[str, Tensor]:
-        """The output of a non-learned baseline on the same batch (MATLAB bicubic upscaling)."""
+        """The output of a non-learned baseline on the same batch: MATLAB bicubic upscaling, or
+        the degraded input itself at scale 1 (denoising, JPEG: what the network must beat)."""
         if kind not in BASELINES:
             raise ConfigError(f"--baseline: unknown baseline {kind!r}; known: {', '.join(BASELINES)}")
+        if kind == "input" and self.cfg.scale != 1:
+            raise ConfigError(
+                f"--baseline input: needs scale 1, this config has scale {self.cfg.scale} (use bicubic)"
+            )
         lq = batch["lq"]
         out = lq if self.cfg.scale == 1 else imresize(lq, self.cfg.scale)
         return {"output": out.clamp(0, 1), "gt": batch["gt"]}
@@ -194,6 +203,9 @@ class RestorationTask(Task):
                 plain = dataclasses.replace(ctx, collect=None)  # report crops are the model's only
                 base = evaluate_pairs(functools.partial(self.baseline_step, kind=kind), vset, plain)
                 base.baseline_of = vset.name
+                if self.cfg.scale == 1:  # say which degradation the row scores
+                    what = getattr(vset.dataset, "describe", lambda: "the LQ images")()
+                    base.notes.append(f"baseline {kind!r} at scale 1 is the degraded input itself ({what})")
                 results[f"{vset.name}/{kind}"] = base
         return results
 

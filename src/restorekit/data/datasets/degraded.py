@@ -154,6 +154,12 @@ class NoisyImageDataset(_GTOnlyDataset):
             gray, scale, val_seed,
         )  # fmt: skip
 
+    def describe(self) -> str:
+        """The degradation in words, for the baseline row that scores the noisy input itself."""
+        if self.sigma_range is None:
+            return f"Gaussian noise σ {self.sigma:g}/255"
+        return f"Gaussian noise σ uniform in [{self.sigma_range[0]:g}, {self.sigma_range[1]:g}]/255"
+
     def draw_sigma(self, rng: np.random.Generator) -> float:
         if self.sigma_range is None:
             assert self.sigma is not None
@@ -233,6 +239,12 @@ class JPEGDataset(_GTOnlyDataset):
             dataroot_gt, gt_size, use_hflip, use_rot, meta_info, io_backend, skip_corrupt, cache_images,
             gray, scale, val_seed,
         )  # fmt: skip
+
+    def describe(self) -> str:
+        """The degradation in words, for the baseline row that scores the JPEG input itself."""
+        if self.quality_range is None:
+            return f"JPEG quality {self.quality}"
+        return f"JPEG quality uniform in [{self.quality_range[0]}, {self.quality_range[1]}]"
 
     def draw_quality(self, rng: np.random.Generator) -> int:
         if self.quality_range is None:
