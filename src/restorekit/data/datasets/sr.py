@@ -24,7 +24,7 @@ def to_color(img: torch.Tensor, color: Color) -> torch.Tensor:
     ``rgb``, its 1×H×W MATLAB-convention Y for ``y``."""
     if color == "rgb":
         return img
-    from restorekit.metrics.psnr_ssim import rgb2ycbcr  # late: data workers need it only here
+    from restorekit.data.color import rgb2ycbcr  # late: data workers need it only here
 
     hwc = img.permute(1, 2, 0).numpy()
     if hwc.shape[2] == 1:
