@@ -393,3 +393,26 @@ def test_a_disk_full_of_old_checkpoints_recovers_with_a_smaller_keep_last(
     assert train_cli(path, "--resume", "auto", "logger.keep_last=2") == 0, capsys.readouterr().err
     names = checkpoint_dirs(run)
     assert "iter_25" in names and len(names) <= 3 and (run / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    "code, words", [(errno.EROFS, "read-only file system"), (errno.ENOSPC, "no space left")]
+)
+def test_an_unwritable_experiments_root_at_start_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, code: int, words: str
+) -> None:
+    cfg = tiny_config(tmp_path)
+    path = write_config(tmp_path / "c.yml", cfg)
+    run_dir = Path(cfg["experiments_root"]) / cfg["name"]
+    real_mkdir = Path.mkdir
+
+    def mkdir(self: Path, *args: Any, **kwargs: Any) -> None:
+        if self == run_dir:
+            raise OSError(code, os.strerror(code), str(self))
+        real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    assert main(["train", "-c", str(path)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {run_dir}: {words}"), err
+    assert "Traceback" not in err[0]

@@ -65,7 +65,7 @@ def cmd_make_shapes(args: argparse.Namespace) -> int:
     from restorekit.data.shapes import make_shapes
 
     written = make_shapes(Path(args.root), args.num, args.size, args.seed)
-    state = f"wrote {written}" if written else "already complete:"
+    state = f"wrote {written} of" if written else "already complete:"
     print(f"shapes in {args.root}: {state} {args.num} images of {args.size}x{args.size}")
     return 0
 

@@ -21,7 +21,7 @@ from restorekit.config import RunConfig, dump_config
 from restorekit.device import pick_device
 from restorekit.engine.distributed import DistInfo, all_gather_objects, barrier, cleanup, init_distributed
 from restorekit.engine.validation import check_config, eval_context
-from restorekit.errors import ConfigError, RestorekitError, WeightsError
+from restorekit.errors import ConfigError, RestorekitError, WeightsError, write_error
 from restorekit.registry import TASKS
 from restorekit.tasks.evaluation import SetResult
 from restorekit.weights import load_into, read_state_dict
@@ -88,6 +88,9 @@ def train_run(
                 notes += remove_stale_temps(run_dir)
                 (run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
                 verdict = (None, None if resume_path is None else str(resume_path))
+            except OSError as exc:  # a read-only or full experiments_root: one line, not a traceback
+                failure = write_error(exc, exc.filename or run_dir, 4096)
+                verdict = (str(failure), None)
             except BaseException as exc:
                 failure = exc
                 verdict = (str(exc) or type(exc).__name__, None)
