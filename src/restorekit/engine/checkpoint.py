@@ -141,7 +141,28 @@ def _folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
 
 
-def _prune_for_space(run_dir: Path, config_yaml: str, training_state: dict[str, Any]) -> None:
+def prune_before_resume(run_dir: Path, resume: Path, config_yaml: str) -> None:
+    """On ``--resume``, prune to the *new* config's ``keep_last`` first when space is short.
+
+    The first thing a resumed run writes is small (log lines, validation results), and on a disk
+    filled with old checkpoints even that fails before the first save could prune: so a run
+    restarted with ``--resume auto logger.keep_last=1`` makes its room here, keeping the
+    checkpoint it resumes from and the best one.
+    """
+    try:
+        state = torch.load(resume / STATE_FILE, map_location="cpu", weights_only=True)
+    except Exception:
+        state = {}
+    _prune_for_space(run_dir, config_yaml, state if isinstance(state, dict) else {}, {_iter_of(resume)})
+
+
+def _iter_of(path: Path) -> int:
+    return int(path.name.split("_")[-1]) if path.name.split("_")[-1].isdigit() else -1
+
+
+def _prune_for_space(
+    run_dir: Path, config_yaml: str, training_state: dict[str, Any], keep: set[int] | None = None
+) -> None:
     """Prune to ``logger.keep_last`` before saving when the newest checkpoint would not fit again.
 
     The trainer prunes after each save, which a full disk never reaches; reading ``keep_last``
@@ -153,7 +174,7 @@ def _prune_for_space(run_dir: Path, config_yaml: str, training_state: dict[str, 
         return
     cfg = yaml.safe_load(config_yaml) or {}
     logger = cfg.get("logger") or {}
-    keep: set[int] = set()
+    keep = set(keep or ())
     best = training_state.get("best") or {}
     if (cfg.get("val") or {}).get("save_best", True) and best:
         first = next(iter(best.values()))

@@ -47,7 +47,12 @@ def train_run(
     together out of one folder; nothing is written there before the checks pass, and every rank
     follows rank 0's verdict.
     """
-    from restorekit.engine.checkpoint import find_resume, remove_stale_temps, resume_config_notes
+    from restorekit.engine.checkpoint import (
+        find_resume,
+        prune_before_resume,
+        remove_stale_temps,
+        resume_config_notes,
+    )
     from restorekit.engine.runlock import RunLock, folder_in_use
     from restorekit.engine.trainer import Trainer
 
@@ -86,6 +91,8 @@ def train_run(
                         resume_path, dump_config(cfg), info.world_size, allow_config_change
                     )
                 notes += remove_stale_temps(run_dir)
+                if resume_path is not None:
+                    prune_before_resume(run_dir, resume_path, dump_config(cfg))
                 (run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
                 verdict = (None, None if resume_path is None else str(resume_path))
             except OSError as exc:  # a read-only or full experiments_root: one line, not a traceback
