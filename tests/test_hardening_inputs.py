@@ -395,7 +395,10 @@ def test_full_disk_is_one_line_and_leaves_no_temp_file(
     monkeypatch.setattr(files, "_write_bytes", full_disk)
     capsys.readouterr()
     assert main(["infer", "--quiet", "--weights", str(export), "-i", str(src.parent), "-o", str(out)]) == 2
-    assert capsys.readouterr().err == f"error: {out / 'a.png'}: no space left on device\n"
+    err = capsys.readouterr().err
+    assert re.fullmatch(
+        re.escape(f"error: {out / 'a.png'}: no space left on device") + r" \(needed ~\d+ MB\)\n", err
+    )
     assert list(out.iterdir()) == []  # no .a.png.tmpPID
 
 

@@ -12,23 +12,35 @@ alpha (``gray_alpha.py``: OpenCV would make it RGBA). Results are quantised in r
 blocks straight into the file's integer type, so a large output never exists as several float
 copies at once. Each file is written to a temporary name and renamed; a failed write leaves no
 temporary file and is one line naming the output (``PATH: no space left on device``).
+
+Host memory: a PNG output of an image that spans more than one tile row (and needs no final
+``--scale`` resize) is streamed: the upscaler hands out one tile row of output at a time
+(``Upscaler.restore_bands``), which is quantised and PNG-encoded as it comes
+(``data.png_rows.PngRowWriter``), so the output exists whole only on disk, with the same pixels
+as the whole-image path (the file's bytes differ: another encoder). The input is still decoded
+whole, but kept in its integer samples (3 or 6 bytes per RGB pixel; each tile is converted to
+float32 as it goes), so for a ×s network the peak is about the input plus one tile row of
+output instead of the input as float32 plus ~3 copies of the s²× larger output. Other formats,
+and images of one tile row, take the whole-image path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
 
 from restorekit.archs.info import find_arch_info
-from restorekit.data.io import IMG_EXTENSIONS, is_image_file, read_image_full, scan_images
-from restorekit.errors import DataError, RestorekitError
+from restorekit.data.io import IMG_EXTENSIONS, is_image_file, raw_to_float, read_image_raw, scan_images
+from restorekit.data.png_rows import PngRowWriter
+from restorekit.errors import DISK_ERRORS, DataError, RestorekitError, write_error
 from restorekit.inference.export import load_any
 from restorekit.inference.gray_alpha import encode_gray_alpha_png, is_gray_alpha_png
 from restorekit.inference.upscale import AlphaMode, Restored, Upscaler, check_purpose
@@ -131,22 +143,16 @@ def final_path(planned: Path, bit_depth: int, has_alpha: bool, forced: bool) -> 
 def save_restored(path: Path, result: Restored, bit_depth: int) -> Path:
     """Clip, round (half to even) and write ``result``; written to a temporary name, then renamed."""
     ext = path.suffix.lower()
-    sixteen = bit_depth > 8 and ext in _SIXTEEN_BIT
-    top, dtype = (65535.0, np.uint16) if sixteen else (255.0, np.uint8)
-    color = result.color
-    alpha = result.alpha if ext in _ALPHA_OK else None
+    color, alpha = result.color, result.alpha if ext in _ALPHA_OK else None
     gray_alpha = alpha is not None and color.shape[2] == 1 and ext == ".png"
     if alpha is not None and color.shape[2] == 1 and not gray_alpha:
         color = np.repeat(color, 3, axis=2)  # TIFF/WebP through OpenCV: RGBA, not two channels
-    order = [2, 1, 0] if color.shape[2] == 3 else [0]  # OpenCV writes BGR
+    top, dtype = _sample_type(bit_depth, ext)
     h, w = color.shape[:2]
-    q = np.empty((h, w, len(order) + (alpha is not None)), dtype=dtype)
-    rows = max(1, (1 << 22) // max(1, w * q.shape[2]))
-    for r0 in range(0, h, rows):
-        block = color[r0 : r0 + rows][..., order]  # a fresh block-sized copy
-        q[r0 : r0 + rows, :, : len(order)] = _quantise(block, top)
-        if alpha is not None:
-            q[r0 : r0 + rows, :, -1:] = _quantise(alpha[r0 : r0 + rows].copy(), top)
+    q = np.empty((h, w, color.shape[2] + (alpha is not None)), dtype=dtype)
+    bgr = not gray_alpha  # OpenCV writes BGR; encode_gray_alpha_png takes gray, alpha
+    for r0, block in _quantised(color, alpha, top, dtype, bgr):
+        q[r0 : r0 + len(block)] = block
     if gray_alpha:
         encoded: bytes | np.ndarray = encode_gray_alpha_png(q)
     else:
@@ -157,20 +163,90 @@ def save_restored(path: Path, result: Restored, bit_depth: int) -> Path:
     return path
 
 
-def write_atomic(path: Path, data: memoryview | bytes) -> None:
+def save_png_bands(path: Path, bands: Iterable[Restored], input_hw: tuple[int, ...], bit_depth: int) -> Path:
+    """``save_restored`` for a PNG whose result comes in bands of rows (``Upscaler.restore_bands``).
+
+    Each band is quantised in row blocks, as ``save_restored`` does, and encoded as it comes
+    (``PngRowWriter``), so neither the float result nor its integer copy nor the encoded file is
+    ever held whole: the same pixels as ``save_restored``, for host memory of about one band.
+    ``input_hw`` is the input's size: the header needs the output height before the last band
+    (the scale is read off the first band's width).
+    """
+    top, dtype = _sample_type(bit_depth, ".png")
+    raw_size: list[int] = []  # the uncompressed size: what a full disk's message estimates
+
+    def produce(fh: BinaryIO) -> None:
+        writer: PngRowWriter | None = None
+        for band in bands:
+            channels = band.color.shape[2] + (band.alpha is not None)
+            if writer is None:
+                width = band.color.shape[1]
+                height = input_hw[0] * (width // input_hw[1])
+                raw_size.append(width * height * channels * np.dtype(dtype).itemsize)
+                writer = PngRowWriter(fh, width, height, channels, dtype)
+            for _, block in _quantised(band.color, band.alpha, top, dtype, bgr=False):
+                writer.write(block)
+        if writer is None:
+            raise RestorekitError(f"{path}: the network gave no output rows")
+        writer.close()
+
+    write_atomic(path, produce, lambda: raw_size[0] if raw_size else None)
+    return path
+
+
+def _sample_type(bit_depth: int, ext: str) -> tuple[float, type]:
+    return (65535.0, np.uint16) if bit_depth > 8 and ext in _SIXTEEN_BIT else (255.0, np.uint8)
+
+
+def _quantised(
+    color: np.ndarray, alpha: np.ndarray | None, top: float, dtype: type, bgr: bool
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first row, block)``: ``color`` (+ ``alpha``) clipped, scaled and rounded in row blocks of
+    ~4 M samples, so a large result never exists as several float copies at once."""
+    order = [2, 1, 0] if bgr and color.shape[2] == 3 else list(range(color.shape[2]))
+    h, w = color.shape[:2]
+    channels = len(order) + (alpha is not None)
+    rows = max(1, (1 << 22) // max(1, w * channels))
+    for r0 in range(0, h, rows):
+        block = color[r0 : r0 + rows][..., order]  # a fresh block-sized copy
+        q = np.empty((len(block), w, channels), dtype=dtype)
+        q[..., : len(order)] = _quantise(block, top)
+        if alpha is not None:
+            q[..., -1:] = _quantise(alpha[r0 : r0 + rows].copy(), top)
+        yield r0, q
+
+
+def write_atomic(
+    path: Path,
+    data: memoryview | bytes | Callable[[BinaryIO], None],
+    needed: int | Callable[[], int | None] | None = None,
+) -> None:
     """Write ``data`` to a temporary name beside ``path``, then rename it over ``path``.
 
-    A failed write (a folder made read-only, a full disk) removes the temporary file, so no
-    0-byte or truncated ``.name.tmpPID`` is left behind, and is one line naming ``path``:
-    ``PATH: no space left on device``.
+    ``data`` is the file's bytes, or a function that writes them into the open file as they are
+    made (``save_png_bands``). A failed write (a folder made read-only, a full disk, an error
+    while the bytes are being made) removes the temporary file, so no 0-byte or truncated
+    ``.name.tmpPID`` is left behind, and an OS error is one line naming ``path``:
+    ``PATH: no space left on device (needed ~N MB)``, N from ``needed`` (the bytes, or a
+    function giving them once known; default: the size of ``data``). Temporary files of killed
+    earlier runs (a streamed output keeps its file open for the whole inference) go first.
     """
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_bytes(tmp, data)
+        _remove_stale_temps(path)
+        if callable(data):
+            _write_stream(tmp, data)
+        else:
+            _write_bytes(tmp, data)
         os.replace(tmp, path)
     except OSError as exc:
         _discard(tmp)
+        size = needed() if callable(needed) else needed
+        if size is None and not callable(data):
+            size = len(data)
+        if exc.errno in DISK_ERRORS:
+            raise write_error(exc, path, size, DataError) from None
         why = exc.strerror or str(exc) or type(exc).__name__
         raise DataError(f"{path}: {why[:1].lower()}{why[1:]}") from None
     except BaseException:  # Ctrl-C mid-write: still no temporary file left behind
@@ -184,6 +260,30 @@ def _write_bytes(path: Path, data: memoryview | bytes) -> None:
         fh.write(data)
 
 
+def _write_stream(path: Path, produce: Callable[[BinaryIO], None]) -> None:
+    """The one place streamed output reaches the disk (tests replace it to simulate failures)."""
+    with open(path, "wb") as fh:
+        produce(fh)
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Remove ``.name.tmpPID`` beside ``path`` left by processes that no longer run."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.tmp*"):
+        pid = tmp.name.rpartition(".tmp")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            _discard(tmp)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def _discard(tmp: Path) -> None:
     with contextlib.suppress(OSError):  # the folder itself became unwritable: nothing more to do
         tmp.unlink(missing_ok=True)
@@ -193,6 +293,22 @@ def _quantise(block: np.ndarray, top: float) -> np.ndarray:
     np.clip(block, 0.0, 1.0, out=block)
     block *= top
     return np.round(block, out=block)
+
+
+def _samples(raw: np.ndarray, gray_alpha: bool) -> np.ndarray:
+    """Decoded samples (OpenCV's order) → what ``Upscaler`` takes: RGB(A), gray, or gray + alpha.
+
+    Integer samples stay integer (the upscaler converts each tile to float32 as it goes, the
+    same division as ``raw_to_float``), so a large input costs 1-2 bytes per sample, not 4.
+    """
+    if raw.dtype not in (np.uint8, np.uint16):  # float TIFFs
+        img = raw_to_float(raw, keep_alpha=True)
+        return np.ascontiguousarray(img[..., [0, 3]]) if gray_alpha else img
+    if gray_alpha:  # OpenCV decodes gray + alpha as BGRA
+        return np.ascontiguousarray(raw[..., [2, 3]])
+    if raw.shape[2] <= 2:  # gray (+ alpha): OpenCV's order is ours
+        return raw
+    return raw[..., [2, 1, 0] if raw.shape[2] == 3 else [2, 1, 0, 3]]  # a copy in RGB(A) order
 
 
 def upscale_files(
@@ -240,17 +356,21 @@ def upscale_files(
         tqdm(total=0, unit="tile", disable=not show, leave=False, desc="tiles") as bar_tiles,
     ):
         for src, planned in pairs:
-            info = read_image_full(src)
-            img = info.img
-            if img.shape[2] == 4 and is_gray_alpha_png(src):
-                img = np.ascontiguousarray(img[..., [0, 3]])  # OpenCV decodes gray + alpha as RGBA
-            dst, line = final_path(planned, info.bit_depth, info.has_alpha, forced)
+            raw = read_image_raw(src)
+            img = _samples(raw.img, gray_alpha=raw.img.shape[2] == 4 and is_gray_alpha_png(src))
+            bit_depth, has_alpha = raw.bit_depth, raw.has_alpha
+            del raw  # OpenCV's BGR samples: the RGB copy is what is tiled
+            dst, line = final_path(planned, bit_depth, has_alpha, forced)
             if dst != planned and ((dst.exists() and not overwrite) or dst.resolve() in inputs_set):
                 raise RestorekitError(f"{dst}: already exists; pass --overwrite to replace")
             if line and not quiet:
                 say(line)
             bar_tiles.reset(total=upscaler.count_tiles(img))
-            result = upscaler.restore(img, progress=bar_tiles.update)
-            written.append(save_restored(dst, result, info.bit_depth))
+            if dst.suffix.lower() == ".png" and upscaler.streams(img):  # host memory: about a tile row
+                bands = upscaler.restore_bands(img, progress=bar_tiles.update)
+                written.append(save_png_bands(dst, bands, img.shape[:2], bit_depth))
+            else:
+                result = upscaler.restore(img, progress=bar_tiles.update)
+                written.append(save_restored(dst, result, bit_depth))
             bar_files.update(1)
     return written

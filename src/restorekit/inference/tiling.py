@@ -26,7 +26,7 @@ For deeper networks the cross-fade hides the small differences that remain.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,7 +131,6 @@ def count_tiles(height: int, width: int, tile: int, overlap: int, multiple: int 
     return len(py.starts) * len(px.starts)
 
 
-@torch.inference_mode()
 def tiled_forward(
     fn: Forward,
     x: Tensor,
@@ -141,6 +140,7 @@ def tiled_forward(
     multiple: int = 1,
     batch: int = 1,
     progress: Progress | None = None,
+    unit: float | None = None,
 ) -> np.ndarray:
     """Run ``fn`` over a ``(C, H, W)`` host tensor in overlapping tiles; an ``(H·s, W·s, C')`` array.
 
@@ -149,7 +149,49 @@ def tiled_forward(
     the first output. The result is float32 HWC in host memory (a view of a CHW canvas, so not
     C-contiguous), not clamped, so it equals the
     whole-image output wherever the network's receptive field fits (see the module docstring).
-    ``progress`` is called with the number of tiles finished after each batch.
+    ``progress`` is called with the number of tiles finished after each batch. It is
+    ``tiled_bands`` gathered into one canvas, so the two give the same numbers.
+    """
+    canvas: Tensor | None = None
+    bands = tiled_bands(
+        fn, x, tile=tile, overlap=overlap, multiple=multiple, batch=batch, progress=progress, unit=unit
+    )
+    for r0, band in bands:
+        if canvas is None:
+            out_h = x.shape[1] * (band.shape[1] // x.shape[2])
+            if band.shape[0] == out_h:  # one band is the whole output: no second copy
+                return band
+            canvas = torch.empty(band.shape[2], out_h, band.shape[1])
+        canvas[:, r0 : r0 + band.shape[0]] = torch.from_numpy(band).permute(2, 0, 1)
+    assert canvas is not None
+    return canvas.permute(1, 2, 0).numpy()  # an HWC view of the CHW canvas: no copy
+
+
+@torch.inference_mode()
+def tiled_bands(
+    fn: Forward,
+    x: Tensor,
+    *,
+    tile: int = 512,
+    overlap: int = 32,
+    multiple: int = 1,
+    batch: int = 1,
+    progress: Progress | None = None,
+    unit: float | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``tiled_forward``'s output as ``(first row, (rows, W·s, C') float32 band)``, top to bottom.
+
+    Why: the output of a large image need never exist whole in host memory when it is written
+    as it comes (``restorekit infer`` to PNG). Rows are final once every tile that overlaps them
+    has been added, i.e. once a tile row is done, all rows above the next tile row's start; the
+    accumulator holds only the rows still open (about one tile row), so host memory is bounded
+    by the tile size and the image width, not the height. Tiles are batched, weighted and added
+    in the same order as a whole canvas would be, so the numbers are the same to the bit.
+    A band is a view into the accumulator: valid until the next one is asked for.
+
+    ``x`` may hold integer samples (uint8/uint16 with ``unit`` 255/65535): each tile is then
+    converted on its own (``tile / unit`` in float32, the same division as
+    ``data.io.raw_to_float``), so a large input is held at 1-2 bytes per sample, not 4.
     """
     if x.dim() != 3:
         raise ValueError(f"tiled_forward expects a (C, H, W) tensor, got shape {tuple(x.shape)}")
@@ -158,39 +200,79 @@ def tiled_forward(
     _, height, width = x.shape
     py = plan_axis(height, tile, overlap, multiple)
     px = plan_axis(width, tile, overlap, multiple)
-    x = pad_to(x.float(), py.padded, px.padded)
+    if x.is_floating_point():
+        x = x.float()
+    elif unit is None:
+        raise ValueError(f"integer samples ({x.dtype}) need their unit (255 or 65535)")
+    reflect = py.padded - height < height and px.padded - width < width  # pad_to's rule
     coords = [(iy, ix) for iy in range(len(py.starts)) for ix in range(len(px.starts))]
-    canvas: Tensor | None = None  # CHW, so accumulating a tile is a row-contiguous add
-    scale = 0
+    acc = torch.zeros(0)  # CHW output rows [acc0, acc0 + len): adding a tile is a row-contiguous add
+    acc0 = done = scale = 0  # done: output rows already handed out
     wy: list[list[tuple[int, int, Tensor]]] = []
     wx: list[list[tuple[int, int, Tensor]]] = []
     for first in range(0, len(coords), batch):
         group = coords[first : first + batch]
-        tiles = torch.stack(
-            [
-                x[:, py.starts[iy] : py.starts[iy] + py.size, px.starts[ix] : px.starts[ix] + px.size]
-                for iy, ix in group
-            ]
-        )
+        tiles = torch.stack([_tile(x, py, px, iy, ix, reflect) for iy, ix in group])
+        if not tiles.is_floating_point():
+            tiles = tiles.float().div_(unit)
         out = fn(tiles).detach().float().cpu()
-        if canvas is None:
+        if not scale:
             scale = _output_scale(tuple(out.shape), tuple(tiles.shape))
-            canvas = torch.zeros(out.shape[1], height * scale, width * scale)
+            acc = torch.zeros(out.shape[1], min(py.size, height) * scale, width * scale)
             wy = [_edges(w) for w in axis_weights(py, scale, overlap)]
             wx = [_edges(w) for w in axis_weights(px, scale, overlap)]
         for k, (iy, ix) in enumerate(group):
             y0, x0 = py.starts[iy] * scale, px.starts[ix] * scale
-            hh, ww = min(out.shape[2], canvas.shape[1] - y0), min(out.shape[3], canvas.shape[2] - x0)
+            hh, ww = min(out.shape[2], height * scale - y0), min(out.shape[3], width * scale - x0)
+            acc, acc0 = _window(acc, acc0, done, y0 + hh)
             tile_out = out[k]
             for lo, hi, w in wy[iy]:  # weights differ from 1 only near inner edges
                 tile_out[:, lo:hi].mul_(w[:, None])
             for lo, hi, w in wx[ix]:
                 tile_out[:, :, lo:hi].mul_(w)
-            canvas[:, y0 : y0 + hh, x0 : x0 + ww] += tile_out[:, :hh, :ww]
+            acc[:, y0 - acc0 : y0 - acc0 + hh, x0 : x0 + ww] += tile_out[:, :hh, :ww]
         if progress is not None:
             progress(len(group))
-    assert canvas is not None
-    return canvas.permute(1, 2, 0).numpy()  # an HWC view of the CHW canvas: no copy
+        rows_done = (first + len(group)) // len(px.starts)  # tile rows with every tile added
+        final = height * scale if rows_done == len(py.starts) else py.starts[rows_done] * scale
+        if final > done:
+            yield done, acc[:, done - acc0 : final - acc0].permute(1, 2, 0).numpy()
+            done = final
+
+
+def _window(acc: Tensor, acc0: int, lo: int, hi: int) -> tuple[Tensor, int]:
+    """An accumulator holding output rows ``[lo, hi)``: ``acc`` itself when it does, else its
+    open rows moved to the front (in place when they fit, so one buffer serves every tile row)."""
+    if acc0 <= lo and hi <= acc0 + acc.shape[1]:
+        return acc, acc0
+    live = acc[:, lo - acc0 :].clone()  # the rows still open: at most the overlap of two tile rows
+    if hi - lo > acc.shape[1]:  # a batch reaching further down than one tile row: grow
+        acc = torch.zeros(acc.shape[0], hi - lo, acc.shape[2])
+    else:
+        acc.zero_()
+    acc[:, : live.shape[1]] = live
+    return acc, lo
+
+
+def _tile(x: Tensor, py: AxisPlan, px: AxisPlan, iy: int, ix: int, reflect: bool) -> Tensor:
+    """Tile ``(iy, ix)`` of ``x`` padded as ``pad_to`` would pad the whole image, without padding it:
+    only tiles that reach past the bottom/right border are gathered (a full-size padded copy of a
+    large input is as big as the input)."""
+    y0, x0 = py.starts[iy], px.starts[ix]
+    _, height, width = x.shape
+    if y0 + py.size <= height and x0 + px.size <= width:
+        return x[:, y0 : y0 + py.size, x0 : x0 + px.size]
+    rows = _source_index(y0, py.size, height, reflect)
+    cols = _source_index(x0, px.size, width, reflect)
+    return x.index_select(1, rows).index_select(2, cols)
+
+
+def _source_index(start: int, n: int, length: int, reflect: bool) -> Tensor:
+    """Source pixels of padded positions ``start … start + n - 1`` on an axis of ``length``."""
+    i = torch.arange(start, start + n)
+    if reflect:  # torch's "reflect": the border pixel itself is not repeated
+        return torch.where(i < length, i, 2 * (length - 1) - i)
+    return i.clamp(max=length - 1)
 
 
 def _edges(w: Tensor) -> list[tuple[int, int, Tensor]]:

@@ -1,9 +1,11 @@
 """Restore one image of any size, keeping what it is: gray stays gray, alpha stays alpha.
 
 ``Upscaler`` holds a network on its device and precision plus the tiling options, and maps a
-float32 HWC image in [0, 1] (1, 2, 3 or 4 channels) to a ``Restored`` (colour planes and an
-optional alpha plane, float32, at the requested scale). It knows nothing of files (``files.py``)
-or of numpy/tensor conversions for library users (``api.py``).
+float32 HWC image in [0, 1] (1, 2, 3 or 4 channels; uint8/uint16 samples are converted tile by
+tile) to a ``Restored`` (colour planes and an optional alpha plane, float32, at the requested
+scale): whole (``restore``) or as bands of rows top to bottom (``restore_bands``, one per tile
+row, what ``restorekit infer`` streams into a PNG). It knows nothing of files (``files.py``) or
+of numpy/tensor conversions for library users (``api.py``).
 
 What the network is comes from its ``ArchInfo`` (``restorekit.archs.info``): channels, scale,
 ``size_multiple`` (tiles are laid out in steps of it), fp16/channels_last safety, and
@@ -29,7 +31,7 @@ MATLAB-exact ``imresize`` of ``restorekit.data.degradations`` because that one b
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,10 +44,11 @@ from restorekit.archs.info import ArchInfo, arch_info, find_arch_info
 from restorekit.device import pick_device
 from restorekit.errors import RestorekitError
 from restorekit.inference.precision import DeviceRunner, resolve_precision
-from restorekit.inference.tiling import count_tiles, tiled_forward
+from restorekit.inference.tiling import count_tiles, plan_axis, tiled_bands, tiled_forward
 from restorekit.registry import spec_of
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_UNITS = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 AlphaMode = Literal["bicubic", "network"]
 ALPHA_MODES = ("bicubic", "network")
 
@@ -169,64 +172,147 @@ class Upscaler:
             passes += 1
         return passes * count_tiles(h, w, self.tile, self.overlap, self.multiple)
 
+    def streams(self, img: np.ndarray) -> bool:
+        """Whether ``restore_bands`` gives ``img``'s result in more than one band: tiled with more
+        than one tile row, and no final resize (which needs the whole result)."""
+        h, w = img.shape[:2]
+        if self.tile <= 0 or len(plan_axis(h, self.tile, self.overlap, self.multiple).starts) < 2:
+            return False
+        if self.outscale is None:
+            return True
+        size = (max(1, round(h * self.outscale)), max(1, round(w * self.outscale)))
+        return self.net_scale is not None and size == (h * self.net_scale, w * self.net_scale)
+
     # ------------------------------------------------------------------ running
     def forward_planes(
         self, planes: np.ndarray | torch.Tensor, progress: Callable[[int], object] | None = None
     ) -> np.ndarray:
         """The tiled network output for an ``(H, W, in_channels)`` image (or a CHW tensor)."""
-        x = planes if isinstance(planes, torch.Tensor) else torch.from_numpy(planes).permute(2, 0, 1)
-        return tiled_forward(
-            self.runner,
-            x,
-            tile=self.tile,
-            overlap=self.overlap,
-            multiple=self.multiple,
-            batch=self.batch,
-            progress=progress,
-        )
+        return tiled_forward(self.runner, _chw(planes), **self._tiling(), progress=progress)
 
-    def restore(self, img: np.ndarray, progress: Callable[[int], object] | None = None) -> Restored:
-        """Restore a float32 HWC image in [0, 1]: gray, gray+alpha, RGB or RGBA (1-4 channels)."""
+    def _tiling(self) -> dict[str, int]:
+        return {"tile": self.tile, "overlap": self.overlap, "multiple": self.multiple, "batch": self.batch}
+
+    def _prepare(self, img: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """``(image, unit)``: uint8/uint16 kept as they are (``unit`` 255/65535: converted tile by
+        tile, so a large input is not held as float32 too), anything else as float32."""
         if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4):
             raise RestorekitError(f"expected an HWC image with 1-4 channels, got shape {tuple(img.shape)}")
-        img = np.asarray(img, dtype=np.float32)
-        has_alpha = img.shape[2] in (2, 4)
-        color_in = img[..., :-1] if has_alpha else img
-        color = self._color(color_in, progress)
-        alpha = None
-        if has_alpha:
-            alpha = self._alpha(img[..., -1:], color.shape[:2], progress)
+        unit = _UNITS.get(img.dtype)
+        return (img, unit) if unit else (np.asarray(img, dtype=np.float32), None)
+
+    def restore(self, img: np.ndarray, progress: Callable[[int], object] | None = None) -> Restored:
+        """Restore a float32 HWC image in [0, 1]: gray, gray+alpha, RGB or RGBA (1-4 channels).
+
+        uint8/uint16 samples are taken as ``img / 255`` (``/ 65535``), converted tile by tile.
+        """
+        color: np.ndarray | None = None
+        alpha: np.ndarray | None = None
+        r0 = 0
+        for band in self.restore_bands(img, progress):  # gathered: the same numbers as streamed
+            rows = band.color.shape[0]
+            if color is None:
+                out_h = img.shape[0] * (band.color.shape[1] // img.shape[1])
+                if rows == out_h:  # one band is the whole result: keep it, no second copy
+                    color, alpha = band.color, band.alpha
+                    break
+                color = np.empty((out_h, *band.color.shape[1:]), np.float32)
+                alpha = None if band.alpha is None else np.empty((out_h, *band.alpha.shape[1:]), np.float32)
+            color[r0 : r0 + rows] = band.color
+            if alpha is not None and band.alpha is not None:
+                alpha[r0 : r0 + rows] = band.alpha
+            r0 += rows
+        assert color is not None
         if self.outscale is not None:
             size = (max(1, round(img.shape[0] * self.outscale)), max(1, round(img.shape[1] * self.outscale)))
             color = resize(color, size)
             alpha = None if alpha is None else resize(alpha, size)
         return Restored(color, alpha)
 
-    def _color(self, color: np.ndarray, progress: Callable[[int], object] | None) -> np.ndarray:
-        c, n = color.shape[2], self.in_channels
-        x = torch.from_numpy(color).permute(2, 0, 1)
-        if c == n:
-            out = self.forward_planes(x, progress)
-        elif c == 1 and n == 3:
-            out = self.forward_planes(x.expand(3, -1, -1), progress)  # a view: tiles copy only themselves
-        elif n == 1:
-            outs = [self.forward_planes(x[i : i + 1], progress) for i in range(c)]
-            out = np.concatenate(outs, axis=2)
-        else:
-            raise RestorekitError(f"the network takes {n}-channel images; cannot restore a {c}-channel image")
-        if c == 1 and out.shape[2] == 3:
-            out = to_gray(out)
-        return out
+    def restore_bands(
+        self, img: np.ndarray, progress: Callable[[int], object] | None = None
+    ) -> Iterator[Restored]:
+        """``restore(img)`` before its final resize, as bands of rows top to bottom.
 
-    def _alpha(
-        self, alpha: np.ndarray, hw: tuple[int, ...], progress: Callable[[int], object] | None
-    ) -> np.ndarray:
+        One band per tile row (``tiled_bands``), so host memory holds the input and about one
+        tile row of output, whatever the image height: what ``restorekit infer`` streams into a
+        PNG. Each band is valid until the next is asked for. ``restore`` gathers these bands.
+        """
+        img, unit = self._prepare(img)
+        has_alpha = img.shape[2] in (2, 4)
+        color_bands = self._color_bands(img[..., :-1] if has_alpha else img, progress, unit)
+        alpha_rows = self._alpha_rows(img[..., -1:], progress, unit) if has_alpha else None
+        for r0, color in color_bands:
+            alpha = None if alpha_rows is None else alpha_rows(r0, color.shape[0], color.shape[1])
+            yield Restored(color, alpha)
+
+    def _color_bands(
+        self, color: np.ndarray, progress: Callable[[int], object] | None, unit: float | None
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        c, n = color.shape[2], self.in_channels
+        x = _chw(color)
+        tiling = self._tiling()
+        if c == n:
+            yield from tiled_bands(self.runner, x, **tiling, unit=unit, progress=progress)
+            return
+        if c == 1 and n == 3:  # a view: tiles copy only themselves
+            for r0, out in tiled_bands(
+                self.runner, x.expand(3, -1, -1), **tiling, unit=unit, progress=progress
+            ):
+                yield r0, to_gray(out) if out.shape[2] == 3 else out
+            return
+        if n != 1:
+            raise RestorekitError(f"the network takes {n}-channel images; cannot restore a {c}-channel image")
+        passes = [
+            tiled_bands(self.runner, x[i : i + 1], **tiling, unit=unit, progress=progress) for i in range(c)
+        ]
+        for parts in zip(*passes, strict=True):  # one plan for every channel: the bands line up
+            yield parts[0][0], np.concatenate([out for _, out in parts], axis=2)
+
+    def _alpha_rows(
+        self, alpha: np.ndarray, progress: Callable[[int], object] | None, unit: float | None
+    ) -> Callable[[int, int, int], np.ndarray]:
+        """``rows(r0, n, width)``: output rows ``r0 … r0 + n - 1`` of the alpha plane, asked top to
+        bottom in the colour's bands."""
         if _is_constant(alpha):
-            return np.full((hw[0], hw[1], 1), float(alpha.flat[0]), dtype=np.float32)
+            value = float(_to_unit(alpha.flat[:1], unit)[0])
+            return lambda r0, n, width: np.full((n, width, 1), value, dtype=np.float32)
         if self.alpha_mode == "network":  # as a gray image: one channel back
-            return self._color(alpha, progress)[..., :1]
-        up = cv2.resize(np.ascontiguousarray(alpha[..., 0]), (hw[1], hw[0]), interpolation=cv2.INTER_CUBIC)
-        return up[..., None]
+            bands = self._color_bands(alpha, progress, unit)
+
+            def from_network(r0: int, n: int, width: int) -> np.ndarray:
+                start, out = next(bands)
+                assert start == r0 and out.shape[0] == n, "alpha and colour bands out of step"
+                return out[..., :1]
+
+            return from_network
+        plane = np.ascontiguousarray(alpha[..., 0])
+        return lambda r0, n, width: bicubic_rows(plane, r0, n, width // plane.shape[1], unit)
+
+
+def _chw(planes: np.ndarray | torch.Tensor) -> torch.Tensor:
+    return planes if isinstance(planes, torch.Tensor) else torch.from_numpy(planes).permute(2, 0, 1)
+
+
+def _to_unit(samples: np.ndarray, unit: float | None) -> np.ndarray:
+    """float32 ``samples / unit`` (``data.io.raw_to_float``'s division), or the samples as float32."""
+    if unit is None:
+        return np.asarray(samples, dtype=np.float32)
+    return np.divide(samples, np.float32(unit), dtype=np.float32)
+
+
+def bicubic_rows(plane: np.ndarray, r0: int, n: int, scale: int, unit: float | None = None) -> np.ndarray:
+    """Rows ``r0 … r0 + n - 1`` of ``plane`` ``(H, W)`` upscaled ``scale``× bicubically, ``(n, W·s, 1)``.
+
+    Equal to the same rows of the whole plane's ``cv2.resize`` (INTER_CUBIC reads two input rows
+    either side; three are kept, and an integer scale keeps the sampling phase), at the cost of a
+    band, not of the whole upscaled plane.
+    """
+    h, w = plane.shape
+    lo, hi = max(0, r0 // scale - 3), min(h, -(-(r0 + n) // scale) + 3)
+    src = _to_unit(plane[lo:hi], unit)  # integer samples: only the rows this band reads
+    part = cv2.resize(src, (w * scale, (hi - lo) * scale), interpolation=cv2.INTER_CUBIC)
+    return part.reshape((hi - lo) * scale, w * scale)[r0 - lo * scale : r0 - lo * scale + n, :, None]
 
 
 def _is_constant(plane: np.ndarray) -> bool:
@@ -234,8 +320,15 @@ def _is_constant(plane: np.ndarray) -> bool:
 
 
 def to_gray(rgb: np.ndarray) -> np.ndarray:
-    """``(H, W, 3)`` RGB → ``(H, W, 1)`` BT.601 luma, float32."""
-    return np.tensordot(rgb, LUMA, axes=([2], [0])).astype(np.float32, copy=False)[..., None]
+    """``(H, W, 3)`` RGB → ``(H, W, 1)`` BT.601 luma, float32.
+
+    Written out per pixel, not as ``np.tensordot``: BLAS sums differently depending on how many
+    rows it is given, and a band of rows must give the same numbers as the whole image.
+    """
+    gray = rgb[..., 0] * LUMA[0]
+    gray += rgb[..., 1] * LUMA[1]
+    gray += rgb[..., 2] * LUMA[2]
+    return gray[..., None]
 
 
 def resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
