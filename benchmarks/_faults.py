@@ -308,10 +308,11 @@ def disk_matrix() -> None:
 
 
 def real_tmpfs() -> None:
-    """A real full disk: a 256 KiB tmpfs fills after two checkpoints (mounting needs root)."""
+    """A real full disk: a 512 KiB tmpfs fills with old checkpoints (mounting needs root); the
+    recovery then needs room for keep_last + 1 checkpoints plus the logs, which pruning makes."""
     mnt = WORK / "tmpfs"
     mnt.mkdir()
-    cmd = ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)]
+    cmd = ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)]
     if os.geteuid() != 0 or subprocess.run(cmd, capture_output=True).returncode != 0:
         print("note: a real tmpfs needs root (mount); only injected faults were tried")
         return
@@ -320,7 +321,7 @@ def real_tmpfs() -> None:
         cfg = config(WORK / "tmpfs_cfg", "t", **where, **{"logger.save_checkpoint_freq": 5})
         rc, _, err = cli("train", "-c", str(cfg))
         ok, line = one_error(rc, err, "no space left on device (needed ~")
-        record("disk-full", "a real 256 KiB tmpfs fills up during training", ok, line)
+        record("disk-full", "a real 512 KiB tmpfs fills up during training", ok, line)
         rc, _, err = cli("train", "-c", str(cfg), "--resume", "auto", "logger.keep_last=1")
         done = rc == 0 and (run_dir(cfg) / "model.safetensors").is_file()
         what = "finished, model exported" if done else (err[-1] if err else f"rc {rc}, no error line")
