@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from restorekit.archs.export import check_buildable
 from restorekit.config.sections import RestorationConfig
+from restorekit.data.datasets.degraded import noisy_lq_batch
 from restorekit.data.degradations import imresize
 from restorekit.errors import ConfigError
 from restorekit.optim import check_optimizer, check_scheduler
@@ -51,7 +52,7 @@ def check_train_data(cfg: RestorationConfig) -> None:
         if "degrade_on" not in signature_params(ctor):
             raise ConfigError(
                 f"data.degrade_on: 'device' needs a dataset that makes its LQ on the fly "
-                f"(BicubicDataset), not {cfg.data.train.dataset['type']}"
+                f"(BicubicDataset, NoisyImageDataset), not {cfg.data.train.dataset['type']}"
             )
 
 
@@ -129,10 +130,23 @@ class RestorationTask(Task):
     def ema(self) -> Any:
         return self.g.ema
 
+    def attach_train_data(self, dataset: Any) -> None:
+        """A noisy-image set that leaves its LQ to the device says how to finish it."""
+        super().attach_train_data(dataset)
+        if getattr(dataset, "degrade_on", "host") == "device" and hasattr(dataset, "device_params"):
+            self._noise_opts = (bool(dataset.clip), bool(dataset.quantize))
+
     def _lq(self, batch: Batch) -> Tensor:
         """The LQ input; made here, batched on the device, when the dataset left it out
-        (``data.degrade_on: device``): MATLAB bicubic, clipped and rounded to 8 bit like on host."""
-        x = batch["lq"] if "lq" in batch else bicubic_lq_batch(batch["gt"], self.cfg.scale)
+        (``data.degrade_on: device``): MATLAB bicubic, clipped and rounded to 8 bit like on host,
+        or Gaussian noise seeded per sample (``NoisyImageDataset``)."""
+        if "lq" in batch:
+            x = batch["lq"]
+        elif "noise_seed" in batch:
+            clip, quantize = getattr(self, "_noise_opts", (True, False))
+            x = noisy_lq_batch(batch["gt"], batch["sigma"], batch["noise_seed"], clip, quantize)
+        else:
+            x = bicubic_lq_batch(batch["gt"], self.cfg.scale)
         return self.g.as_input(x)
 
     def train_step(self, batches: Sequence[Batch], it: int) -> dict[str, Tensor]:

@@ -15,17 +15,22 @@ the same noisy/compressed images, as the fixed-seed test sets of the papers do.
 ``cv2.imread(..., IMREAD_GRAYSCALE)`` and JFIF's Y use), rounded back to the 8-bit grid for
 8-bit sources, before the degradation; both GT and LQ then have one channel.
 
-``degrade_on: device`` is not offered: the restoration task's device path makes *bicubic* LQ,
-which would silently be the wrong degradation here.
+**On the device.** ``NoisyImageDataset(degrade_on="device")`` (config ``data.degrade_on``) leaves
+the LQ out of training samples and carries the drawn σ and a noise seed instead: the task adds
+the noise to the whole batch on the training device (``noisy_lq_batch``), each sample's noise
+from a ``torch.Generator`` seeded by its draw, so runs stay reproducible and resume exactly (the
+noise differs from the host path's NumPy stream, not in its statistics). Validation samples
+always carry their LQ. ``JPEGDataset`` has no device path (the codec runs on the host).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from restorekit.data.datasets.sr import SRDataset
 from restorekit.data.datasets.store import Backend, ImageStore, fill_cache, gt_refs
@@ -107,6 +112,9 @@ class _GTOnlyDataset(SRDataset):
         gt = raw_to_float(raw)
         if self.gray:
             gt = to_gray(gt, raw.dtype == np.uint8)
+        if getattr(self, "degrade_on", "host") == "device" and self.gt_size is not None:
+            sample = {"gt": img2tensor(gt), "lq_path": path, "gt_path": path}
+            return {**sample, **self.device_params(rng)}
         lq, params = self.degrade(gt, rng)
         sample: dict[str, Any] = {"lq": img2tensor(lq), "gt": img2tensor(gt)}
         sample.update(lq_path=path, gt_path=path)
@@ -141,6 +149,7 @@ class NoisyImageDataset(_GTOnlyDataset):
         cache_images: bool = False,
         scale: int = 1,
         val_seed: int = 0,
+        degrade_on: Literal["host", "device"] = "host",
     ) -> None:
         if (sigma is None) == (sigma_range is None):
             raise ConfigError(f"sigma / sigma_range: give exactly one, got {sigma!r} and {sigma_range!r}")
@@ -148,7 +157,7 @@ class NoisyImageDataset(_GTOnlyDataset):
             raise ConfigError(f"sigma: expected 0..255 (8-bit levels), got {sigma!r}")
         self.sigma_range = _range(sigma_range, "sigma_range", 0.0, 255.0)
         self.sigma = None if sigma is None else float(sigma)
-        self.clip, self.quantize = clip, quantize
+        self.clip, self.quantize, self.degrade_on = clip, quantize, degrade_on
         super().__init__(
             dataroot_gt, gt_size, use_hflip, use_rot, meta_info, io_backend, skip_corrupt, cache_images,
             gray, scale, val_seed,
@@ -159,6 +168,12 @@ class NoisyImageDataset(_GTOnlyDataset):
         if self.sigma_range is None:
             return f"Gaussian noise σ {self.sigma:g}/255"
         return f"Gaussian noise σ uniform in [{self.sigma_range[0]:g}, {self.sigma_range[1]:g}]/255"
+
+    def device_params(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """What ``noisy_lq_batch`` needs of one training sample: its σ and its noise seed."""
+        sigma = self.draw_sigma(rng)
+        seed = int(rng.integers(0, 2**62))
+        return {"sigma": torch.tensor(sigma, dtype=torch.float32), "noise_seed": torch.tensor(seed)}
 
     def draw_sigma(self, rng: np.random.Generator) -> float:
         if self.sigma_range is None:
@@ -256,3 +271,18 @@ class JPEGDataset(_GTOnlyDataset):
     def degrade(self, gt: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, float]]:
         quality = self.draw_quality(rng)
         return jpeg_roundtrip(gt, quality), {"quality": float(quality)}
+
+
+def noisy_lq_batch(gt: Tensor, sigma: Tensor, seeds: Tensor, clip: bool, quantize: bool) -> Tensor:
+    """``NoisyImageDataset``'s LQ for a batch on ``gt``'s device: ``gt + N(0, (σ/255)²)``, each
+    sample's noise from a generator seeded by its ``noise_seed``, then rounded / clipped as the
+    dataset says. One host read of the seeds per batch; the noise itself is made on the device."""
+    noise = torch.empty_like(gt)
+    for i, seed in enumerate(seeds.tolist()):
+        g = torch.Generator(device=gt.device)
+        g.manual_seed(int(seed))
+        noise[i] = torch.randn(gt.shape[1:], generator=g, device=gt.device, dtype=gt.dtype)
+    lq = gt + noise * (sigma.to(gt).view(-1, 1, 1, 1) / 255.0)
+    if quantize:
+        lq = torch.round(lq * 255.0) / 255.0
+    return lq.clamp_(0.0, 1.0) if clip else lq
