@@ -51,7 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--quick", action="store_true", help="a seconds-long smoke run (batch 2, one repeat)")
     args = p.parse_args(argv)
+    if args.quick:
+        args.batch, args.repeats = 2, 1
     torch.set_num_threads(args.threads)
     before = load_average()
     nets = {}

@@ -140,6 +140,17 @@ def test_swinir_train_quick(tmp_path: Path) -> None:
             assert 0 < low <= ratio <= high, row
 
 
+def test_lightweight_gan_attention_quick(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    seeded_results(results, "lightweight_gan_attention")
+    run_quick("lightweight_gan_attention.py", "--results", str(results))
+    body = replaced_in_place(results, "lightweight_gan_attention")
+    header, rows = table_rows(body)
+    assert header[0] == "attention (heads × dim_head)" and len(rows) == 3
+    assert [r[0] for r in rows] == ["8 × 64, one pass", "8 × 64, CPU slices", "2 × 16 (toy)"]
+    assert all(float(r[1]) > 0 and float(r[3].rstrip("×")) > 0 for r in rows)
+
+
 def test_gan_step_quick(tmp_path: Path) -> None:
     results = tmp_path / "RESULTS.md"
     seeded_results(results, "gan_step")
