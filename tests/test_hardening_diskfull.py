@@ -418,7 +418,9 @@ def test_an_unwritable_experiments_root_at_start_is_one_line(
     assert "Traceback" not in err[0]
 
 
-def test_a_resume_prunes_to_the_new_keep_last_first(tmp_path: Path) -> None:
+def test_a_resume_short_of_space_prunes_to_the_new_keep_last_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``--resume auto logger.keep_last=1`` on a full disk: room is made before anything is
     written (log, validation CSV), keeping the checkpoint resumed from and the best one."""
     from restorekit.engine import checkpoint
@@ -431,5 +433,12 @@ def test_a_resume_prunes_to_the_new_keep_last_first(tmp_path: Path) -> None:
     # the newest is damaged, so the resume source is iter_4, not the newest
     (tmp_path / "checkpoints" / "iter_5" / "training_state.pt").write_bytes(b"")
     config = "logger:\n  keep_last: 1\nval:\n  save_best: true\n"
+    import shutil
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: usage._replace(free=10**12))
+    checkpoint.prune_before_resume(tmp_path, tmp_path / "checkpoints" / "iter_4", config)
+    assert len(checkpoint_dirs(tmp_path)) == 5  # room to spare: nothing goes before the run starts
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: usage._replace(free=100))
     checkpoint.prune_before_resume(tmp_path, tmp_path / "checkpoints" / "iter_4", config)
     assert checkpoint_dirs(tmp_path) == ["iter_2", "iter_4", "iter_5"]  # best, resume source, newest

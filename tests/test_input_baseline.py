@@ -77,3 +77,18 @@ def test_input_baseline_needs_scale_1(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["train", "-c", str(path), "--dry-run"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "val.baseline: 'input' needs scale 1, this config has scale 2" in err[0]
+
+
+def test_validate_refuses_baseline_input_at_scale_2_before_evaluating(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from restorekit.engine import run
+
+    cfg = tiny_config(tmp_path)  # scale 2
+    path = write_config(tmp_path / "c.yml", cfg)
+    monkeypatch.setattr(run, "validate_run", lambda *a, **k: pytest.fail("evaluated anyway"))
+    assert (
+        main(["validate", "-c", str(path), "--weights", str(tmp_path / "w.pth"), "--baseline", "input"]) == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--baseline input: needs scale 1" in err[0] and "scale 2" in err[0]

@@ -112,3 +112,12 @@ def test_jpeg_on_device_is_a_config_error(tmp_path: Path, capsys: pytest.Capture
         "data.degrade_on: 'device' needs a dataset that makes its LQ on the fly" in err
         and "JPEGDataset" in err
     )
+
+
+def test_noise_seeds_stay_on_the_host_when_a_batch_moves() -> None:
+    """Reading the seeds each step must not cost a device-to-host sync: they never leave the host."""
+    from restorekit.data import move_to
+
+    batch = {"gt": torch.zeros(2, 3, 4, 4), "sigma": torch.ones(2), "noise_seed": torch.tensor([1, 2])}
+    moved = move_to(batch, "meta")
+    assert moved["gt"].is_meta and moved["sigma"].is_meta and moved["noise_seed"].device.type == "cpu"

@@ -93,6 +93,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from restorekit.engine.validation import check_config, format_table
 
     cfg = load_config(args.config, args.overrides)
+    if args.baseline == "input" and getattr(cfg, "scale", 1) != 1:  # before any evaluation runs
+        raise ConfigError(
+            f"--baseline input: needs scale 1, {args.config} has scale {cfg.scale} (use bicubic)"
+        )
     check_config(cfg, args.config)  # config errors come before any report folder is looked at
     if not cfg.data.val:
         raise ConfigError(f"{args.config}: data.val: no validation sets to evaluate")

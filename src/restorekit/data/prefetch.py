@@ -22,12 +22,18 @@ from restorekit.errors import RestorekitError
 log = logging.getLogger(__name__)
 
 
+#: batch entries that stay on the host: read there every step (seeds), so moving them to the
+#: device would cost a device-to-host sync per step to read them back
+HOST_KEYS = frozenset({"noise_seed"})
+
+
 def move_to(batch: Any, device: torch.device | str, non_blocking: bool = False) -> Any:
-    """Copy every tensor in a nested dict/list/tuple to ``device``; other values pass through."""
+    """Copy every tensor in a nested dict/list/tuple to ``device`` (``HOST_KEYS`` entries of a dict
+    stay where they are); other values pass through."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=non_blocking)
     if isinstance(batch, dict):
-        return {k: move_to(v, device, non_blocking) for k, v in batch.items()}
+        return {k: v if k in HOST_KEYS else move_to(v, device, non_blocking) for k, v in batch.items()}
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
         return type(batch)(*(move_to(v, device, non_blocking) for v in batch))
     if isinstance(batch, list | tuple):

@@ -142,20 +142,24 @@ def _folder_bytes(path: Path) -> int:
 
 
 def prune_before_resume(run_dir: Path, resume: Path, config_yaml: str) -> None:
-    """On ``--resume``, prune to the *new* config's ``keep_last`` before anything is written.
+    """On ``--resume`` with less free space than a checkpoint, prune to the *new* config's
+    ``keep_last`` before anything is written.
 
     The first thing a resumed run writes is small (log lines, validation results), and on a disk
     filled with old checkpoints even that fails before the first save could prune: so a run
     restarted with ``--resume auto logger.keep_last=1`` makes its room here, keeping the
-    checkpoint it resumes from and the best one. The first save would prune the same
-    checkpoints anyway, so doing it first loses nothing the run would have kept.
+    checkpoint it resumes from and the best one. With room to spare nothing is touched before
+    the run has really started (the trainer prunes after its first save, as always).
     """
+    found = list_checkpoints(run_dir)
+    if not found or _free_bytes(run_dir / "checkpoints") >= _folder_bytes(found[-1][1]):
+        return
     try:
         state = torch.load(resume / STATE_FILE, map_location="cpu", weights_only=True)
     except Exception:
-        state = {}
+        state = {}  # verified just before; the trainer reports a bad file itself
     state = state if isinstance(state, dict) else {}
-    _prune_for_space(run_dir, config_yaml, state, {_iter_of(resume)}, always=True)
+    _prune_for_space(run_dir, config_yaml, state, {_iter_of(resume)})
 
 
 def _iter_of(path: Path) -> int:
@@ -163,11 +167,7 @@ def _iter_of(path: Path) -> int:
 
 
 def _prune_for_space(
-    run_dir: Path,
-    config_yaml: str,
-    training_state: dict[str, Any],
-    keep: set[int] | None = None,
-    always: bool = False,
+    run_dir: Path, config_yaml: str, training_state: dict[str, Any], keep: set[int] | None = None
 ) -> None:
     """Prune to ``logger.keep_last`` before saving when the newest checkpoint would not fit again.
 
@@ -176,7 +176,7 @@ def _prune_for_space(
     state keeps this independent of the caller.
     """
     found = list_checkpoints(run_dir)
-    if not found or (not always and _free_bytes(run_dir / "checkpoints") >= _folder_bytes(found[-1][1])):
+    if not found or _free_bytes(run_dir / "checkpoints") >= _folder_bytes(found[-1][1]):
         return
     cfg = yaml.safe_load(config_yaml) or {}
     logger = cfg.get("logger") or {}

@@ -51,6 +51,7 @@ from restorekit.metrics.feature_cache import (
     batchnorm_state,
     file_identity,
     load_batchnorm_state,
+    model_identity,
     protocol,
 )
 from restorekit.metrics.psnr_ssim_torch import quantize
@@ -104,7 +105,7 @@ class InceptionSetMetric(SetMetric):
             self.model = FIDInception(weights_path=path, dims=dims, input_size=resize_to)
         #: how the number is made, written beside every value (stats.jsonl, fid.csv)
         self.protocol = protocol(None if self.random else path, seed, dims, resize_to)
-        weights_id = "random" if self.random else file_identity(path)
+        weights_id = model_identity(self.model) if self.random else file_identity(path)
         self.features = FeatureCache(f"{self.protocol}|{weights_id}|{self.batch_size}", persist=cache)
         self.deferred = self.random and reference is None  # keep images, extract in compute()
         self.ready = not self.random  # random weights: calibrated before first use
@@ -174,7 +175,7 @@ class InceptionSetMetric(SetMetric):
         self._out.append(self._features(_to_unit(output, self.resize_to)))
         if use_gt:  # the reals are the same every round: their features come from the cache
             real = quantize(gt).to(torch.uint8)  # type: ignore[arg-type]
-            key = self.features.key(str(tuple(real.shape)), real.cpu().numpy().tobytes())
+            key = self.features.key(real.device.type, str(tuple(real.shape)), real.cpu().numpy().tobytes())
             hit = self.features.get(key)
             if hit is None:
                 unit = _rgb_resized(real.to(torch.float32).div_(255.0), self.resize_to)
@@ -259,7 +260,7 @@ class InceptionSetMetric(SetMetric):
         if str(ref).endswith(".npz"):
             self._ref = self._load_npz(ref)
             return
-        key = self.features.key(*(file_identity(p) for p in scan_images(ref)))
+        key = self.features.key(torch.device(device).type, *(file_identity(p) for p in scan_images(ref)))
         hit = self.features.get(key)
         if hit is None or (self.random and not load_batchnorm_state(self.model, hit)):
             if not self.ready:
@@ -299,7 +300,7 @@ class InceptionSetMetric(SetMetric):
         for im in self._gt:
             digest.update(str(im.shape).encode())
             digest.update(im.tobytes())
-        key = self.features.key(digest.hexdigest())
+        key = self.features.key(self._device.type, digest.hexdigest())
         self._move(self._device)
         hit = self.features.get(key)
         if hit is None or not load_batchnorm_state(self.model, hit):

@@ -23,6 +23,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 from restorekit.weights import cache_dir
@@ -39,6 +40,16 @@ def protocol(weights: Path | None, seed: int, dims: int, resize_to: int) -> str:
         else f"pytorch-fid InceptionV3 ({weights.name})"
     )
     return f"{net}; {dims}-d features; bilinear resize to {resize_to}; 8-bit reals and fakes in memory"
+
+
+def model_identity(model: nn.Module) -> str:
+    """A digest of the parameters (not the BatchNorm statistics, which calibration sets) plus the
+    torch version: what defines a random-init network, so a change of its init is a new key."""
+    h = hashlib.sha1(torch.__version__.encode())
+    for name, p in model.named_parameters():
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def file_identity(path: str | os.PathLike[str]) -> str:
@@ -98,7 +109,7 @@ def batchnorm_state(model: nn.Module) -> dict[str, np.ndarray]:
     for name, module in model.named_modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             for buf in _BN:
-                out[f"bn/{name}/{buf}"] = getattr(module, buf).detach().cpu().numpy()
+                out[f"bn/{name}/{buf}"] = getattr(module, buf).detach().cpu().numpy().copy()
     return out
 
 
