@@ -27,7 +27,7 @@ from restorekit.cli import main
 from restorekit.errors import ConfigError, RestorekitError, WeightsError
 from restorekit.inference.upscale import Upscaler
 from restorekit.registry import ARCHS
-from test_archs import SMALL_KWARGS, logits_of
+from test_archs import SMALL_KWARGS, first_output, logits_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small nets run faster on one thread
 
@@ -63,8 +63,12 @@ def test_info_matches_a_forward_pass(name: str) -> None:
         side = _side(info)
         x = torch.rand(2, info.in_channels, side, side)
         with torch.no_grad():
-            y = logits_of(net(x))
-        if info.purpose == "discriminator":
+            y = logits_of(net(x)) if info.purpose == "discriminator" else first_output(net(x))
+        if info.purpose == "face":
+            assert y.shape == (2, info.out_channels, side, side) and info.value_range == (-1.0, 1.0)
+        elif info.purpose == "feature":
+            assert y.shape == (2, info.out_channels), (name, kwargs)
+        elif info.purpose == "discriminator":
             assert y.shape[:2] == (2, info.out_channels), (name, kwargs)
             if y.dim() == 4:  # a per-pixel map at the input's size
                 assert y.shape[2:] == (side * info.scale, side * info.scale)

@@ -34,6 +34,49 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small nets run f
 
 # Small arguments per registered name: every registered architecture must appear here.
 SMALL_KWARGS: dict[str, list[dict[str, Any]]] = {
+    # the face family (GFPGAN): restorers of aligned faces, their discriminators and ArcFace
+    "StyleGAN2Generator": [dict(out_size=16, num_style_feat=16, num_mlp=2, narrow=0.0625)],
+    "StyleGAN2Discriminator": [dict(out_size=16, narrow=0.0625)],
+    "GFPGANv1": [
+        dict(
+            out_size=16,
+            num_style_feat=16,
+            num_mlp=1,
+            narrow=0.125,
+            input_is_latent=True,
+            different_w=True,
+            sft_half=True,
+        ),
+    ],
+    "FacialComponentDiscriminator": [{}],
+    "GFPGANv1Clean": [
+        dict(
+            out_size=16,
+            num_style_feat=8,
+            num_mlp=1,
+            narrow=0.0625,
+            different_w=True,
+            sft_half=True,
+            input_is_latent=True,
+        ),
+    ],
+    "StyleGAN2GeneratorClean": [dict(out_size=16, num_style_feat=8, num_mlp=1, narrow=0.0625)],
+    "ResNetArcFace": [
+        dict(block="IRBlock", layers=(1, 1, 1, 1), use_se=False),
+        dict(block="IRBlock", layers=(1, 1, 1, 1), use_se=True),
+    ],
+    "RestoreFormer": [
+        dict(
+            n_embed=64,
+            embed_dim=16,
+            ch=32,
+            ch_mult=(1, 2),
+            num_res_blocks=1,
+            resolution=32,
+            z_channels=32,
+            head_size=4,
+        ),
+    ],
     "ECBSR": [
         dict(num_in_ch=3, num_out_ch=3, num_block=1, num_channel=4, with_idt=True, act_type="rrelu", scale=2),
         dict(num_in_ch=1, num_out_ch=1, num_block=2, num_channel=8, act_type="prelu", scale=3),
@@ -155,7 +198,14 @@ SMALL_KWARGS: dict[str, list[dict[str, Any]]] = {
 }
 
 # SwinIR's residual stream overflows fp16 with the official weights (see archs/swinir.py)
-FP16_UNSAFE = {"SwinIR"}
+FP16_UNSAFE = {"SwinIR", "GFPGANv1Clean", "StyleGAN2GeneratorClean"}  # GFPGAN#50: clean arch + .half()
+#: 5-D modulated-conv weights cannot be made channels_last (channels_last *inputs* work)
+NO_CHANNELS_LAST = {"StyleGAN2Generator", "GFPGANv1", "StyleGAN2GeneratorClean", "GFPGANv1Clean"}
+
+
+def first_output(out: Any) -> torch.Tensor:
+    """A face restorer returns (image, extras) as GFPGAN's networks do; the image comes first."""
+    return out[0] if isinstance(out, tuple) else out
 
 
 def logits_of(out: Any) -> torch.Tensor:
@@ -176,14 +226,26 @@ def test_forward_shape_and_capabilities(name: str) -> None:
         torch.manual_seed(0)
         model = ARCHS.build({"type": name, **kwargs}).eval()
         info = arch_info(model)
-        assert info.supports_fp16 is (name not in FP16_UNSAFE) and info.supports_channels_last is True
+        assert info.supports_fp16 is (name not in FP16_UNSAFE)
+        assert info.supports_channels_last is (name not in NO_CHANNELS_LAST)
+        if info.purpose in ("face", "feature"):  # fixed-size input: aligned faces, ArcFace's 128² gray
+            side = info.input_size
+            assert side is not None and info.tileable is False
+            x = torch.rand(2, info.in_channels, side, side) * 2 - 1
+            with torch.no_grad():
+                y = first_output(model(x))
+                y_cl = first_output(model(x.contiguous(memory_format=torch.channels_last)))
+            expected = (2, info.out_channels) + ((side, side) if info.purpose == "face" else ())
+            assert y.shape == expected and torch.isfinite(y).all(), (name, kwargs)
+            torch.testing.assert_close(y_cl, y, rtol=1e-4, atol=1e-5)
+            continue
         if info.purpose == "generator":  # maps latent vectors to images
             assert info.latent_dim is not None
             z = torch.randn(2, info.latent_dim)
             with torch.no_grad():
                 model.train()(z)  # BatchNorm statistics
                 y = model.eval()(z)
-                y_cl = model.to(memory_format=torch.channels_last)(z)
+                y_cl = model.to(memory_format=torch.channels_last)(z) if info.supports_channels_last else y
             assert y.shape[:2] == (2, info.out_channels) and torch.isfinite(y).all(), (name, kwargs)
             torch.testing.assert_close(y_cl, y, rtol=1e-4, atol=1e-5)
             continue

@@ -114,11 +114,7 @@ REFUSED = {
         + "network_g: {type: StyleGAN2Generator, out_size: 256, num_style_feat: 512, num_mlp: 8}\n",
         "model_type 'StyleGAN2Model': unconditional generation (task 'generation') cannot be imported yet",
     ),
-    "train_gfpgan_v1_simple.yml": (
-        HEAD.format(name="train_GFPGANv1_512_simple", model="GFPGANModel", scale=1)
-        + "network_g: {type: GFPGANv1, out_size: 512, num_style_feat: 512, channel_multiplier: 1}\n",
-        "model_type 'GFPGANModel': face restoration (task 'face') cannot be imported yet",
-    ),
+    # train_gfpgan_v1_simple.yml converts now: tests/test_import_gfpgan.py
     "train_BasicVSR_REDS.yml": (
         HEAD.format(name="BasicVSR_REDS", model="VideoRecurrentModel", scale=4),
         "model_type: 'VideoRecurrentModel' cannot be converted; supported model types: SRModel,",
@@ -152,9 +148,10 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 def test_every_model_type_has_a_slot_and_pending_ones_say_what_is_missing() -> None:
     assert list(CONVERTERS) == [
-        "SRModel", "SRGANModel", "ESRGANModel", "RealESRNetModel", "RealESRGANModel", "SwinIRModel"
+        "SRModel", "SRGANModel", "ESRGANModel", "RealESRNetModel", "RealESRGANModel", "SwinIRModel",
+        "GFPGANModel",
     ]  # fmt: skip
-    assert set(MODEL_TYPES) - set(CONVERTERS) == {"GFPGANModel", "StyleGAN2Model"}
+    assert set(MODEL_TYPES) - set(CONVERTERS) == {"StyleGAN2Model"}
     for kind in set(MODEL_TYPES) - set(CONVERTERS):  # decided on model_type alone, before any other key
         with pytest.raises(ConfigError) as info:
             convert_basicsr({"model_type": kind}, "x.yml")

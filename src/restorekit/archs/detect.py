@@ -18,7 +18,23 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from restorekit.archs import ecbsr, edsr, rcan, ridnet, rrdbnet, srresnet, srvgg, swinir, wdsr
+from restorekit.archs import (
+    arcface,
+    ecbsr,
+    edsr,
+    gfpgan_clean,
+    gfpgan_v1,
+    rcan,
+    restoreformer,
+    ridnet,
+    rrdbnet,
+    srresnet,
+    srvgg,
+    stylegan2,
+    stylegan2_clean,
+    swinir,
+    wdsr,
+)
 from restorekit.errors import RestorekitError, WeightsError
 from restorekit.registry import ARCHS, record_spec
 from restorekit.weights import (
@@ -56,6 +72,14 @@ RECOGNIZERS: list[tuple[str, Recognizer]] = [
     ("RIDNet", ridnet.recognize),
     ("SwinIR", swinir.recognize),
     ("ECBSR", ecbsr.recognize),
+    ("GFPGANv1Clean", gfpgan_clean.recognize),
+    ("StyleGAN2GeneratorClean", stylegan2_clean.recognize),
+    ("GFPGANv1", gfpgan_v1.recognize),
+    ("StyleGAN2Generator", stylegan2.recognize),
+    ("StyleGAN2Discriminator", stylegan2.recognize_discriminator),
+    ("FacialComponentDiscriminator", gfpgan_v1.recognize_component_discriminator),
+    ("ResNetArcFace", arcface.recognize),
+    ("RestoreFormer", restoreformer.recognize),
 ]
 
 
@@ -76,7 +100,8 @@ def _verify(name: str, kwargs: dict[str, Any], sd: Mapping[str, Tensor]) -> str 
     except (RestorekitError, ValueError, TypeError, RuntimeError) as exc:
         return f"{name}: inferred arguments do not build ({exc})"
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = [k for k in expected if k not in sd]
+    # BatchNorm's counters are absent from files saved before torch 0.4.1 (and load_into fills them)
+    missing = [k for k in expected if k not in sd and not k.endswith("num_batches_tracked")]
     extra = [k for k in sd if k not in expected]
     if missing or extra:
         return f"{name}: missing {missing[:3]}, unexpected {extra[:3]}"
@@ -123,6 +148,11 @@ UNSTORED: dict[str, tuple[str, ...] | Callable[[dict[str, Any]], tuple[str, ...]
     "EDSR": ("res_scale", "img_range", "rgb_mean"),
     "RCAN": ("res_scale", "img_range", "rgb_mean"),
     "ECBSR": ecbsr.unstored,
+    "GFPGANv1": gfpgan_v1.UNSTORED,
+    "GFPGANv1Clean": gfpgan_clean.UNSTORED,
+    "RestoreFormer": restoreformer.UNSTORED,
+    "StyleGAN2Generator": stylegan2.UNSTORED_GENERATOR,
+    "StyleGAN2Discriminator": stylegan2.UNSTORED_DISCRIMINATOR,
 }
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Union
 import yaml
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from restorekit.config import generation, sections  # noqa: F401  (register the built-in task sections)
+from restorekit.config import face, generation, sections  # noqa: F401  (register the built-in task sections)
 from restorekit.config.loader import apply_overrides, read_yaml, resolve_references
 from restorekit.config.schema import DEFAULT_TASK, TASK_CONFIGS, Config, RunConfig, register_task_config
 from restorekit.errors import ConfigError, did_you_mean

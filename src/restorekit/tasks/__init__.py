@@ -11,6 +11,7 @@ import restorekit.losses
 import restorekit.metrics  # noqa: F401  (registration of parts built by name)
 from restorekit.tasks import (
     adversarial,  # noqa: F401  (registers "adversarial")
+    face,  # noqa: F401  (registers "face")
     generation,  # noqa: F401  (registers "generation")
     restoration,  # noqa: F401  (registers "restoration")
 )

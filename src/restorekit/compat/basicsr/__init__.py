@@ -16,7 +16,8 @@ So every key of the BasicSR file ends up in exactly one of three places:
   ``use_shuffle: false``...), the key is unknown, or the architecture is not registered.
 
 ``model_type`` picks the converter from ``MODEL_TYPES``: one module per family (``sr``, ``gan``,
-``realesrgan``, ``swinir``) on the shared ``common`` parts, and ``pending`` for types with a known gap.
+``realesrgan``, ``swinir``, ``gfpgan``) on the shared ``common`` parts, and ``pending`` for types
+with a known gap.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from restorekit.compat.basicsr import gan, pending, realesrgan, sr, swinir
+from restorekit.compat.basicsr import gan, gfpgan, pending, realesrgan, sr, swinir
 from restorekit.compat.basicsr.output import check_output, write_config
 from restorekit.compat.basicsr.section import Section
 from restorekit.config import validate_config
@@ -43,6 +44,7 @@ CONVERTERS: dict[str, Converter] = {
     "RealESRNetModel": realesrgan.convert,
     "RealESRGANModel": realesrgan.convert,
     "SwinIRModel": swinir.convert,
+    "GFPGANModel": gfpgan.convert,
 }
 # the dispatch table: every model type with a slot, convertible or not yet
 MODEL_TYPES: dict[str, Converter] = {**CONVERTERS, **dict.fromkeys(pending.NOT_YET, pending.not_yet)}

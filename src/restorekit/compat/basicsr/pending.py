@@ -14,7 +14,6 @@ from restorekit.compat.basicsr.section import Section
 from restorekit.errors import ConfigError
 
 NOT_YET = {
-    "GFPGANModel": "face restoration (task 'face') cannot be imported yet",
     "StyleGAN2Model": "unconditional generation (task 'generation') cannot be imported yet",
 }
 

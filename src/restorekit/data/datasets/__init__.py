@@ -8,6 +8,7 @@
 - ``paired``: ``PairedImageDataset`` (GT/LQ folders, BasicSR/DIV2K pairing), ``fit_gt_to_lq``.
 - ``bicubic``: ``BicubicDataset`` (GT only, MATLAB bicubic LQ), ``bicubic_lq``.
 - ``degraded``: ``NoisyImageDataset``, ``JPEGDataset`` (scale 1: GT only, noise / JPEG LQ).
+- ``realesrgan_pairs``: ``RealESRGANPairsDataset`` (GT + Real-ESRGAN-degraded LQ fixed per image).
 - ``folder``: ``ImageFolderDataset`` (unpaired images for generation, lightweight-gan's preparation).
 
 Every name the single-module ``datasets.py`` offered is importable from here as before.
@@ -16,8 +17,10 @@ Every name the single-module ``datasets.py`` offered is importable from here as 
 from restorekit.data.datasets.base import KeyedDataset, log, split_key
 from restorekit.data.datasets.bicubic import BicubicDataset, bicubic_lq
 from restorekit.data.datasets.degraded import JPEGDataset, NoisyImageDataset, jpeg_roundtrip
+from restorekit.data.datasets.ffhq import FFHQDegradationDataset  # noqa: F401  (registers it)
 from restorekit.data.datasets.folder import ImageFolderDataset
 from restorekit.data.datasets.paired import PairedImageDataset, fit_gt_shape, fit_gt_to_lq, pair_refs
+from restorekit.data.datasets.realesrgan_pairs import RealESRGANPairsDataset
 from restorekit.data.datasets.sr import SRDataset, check_sr_options
 from restorekit.data.datasets.store import (
     _SHOW,  # noqa: F401  (the old module's, kept)
@@ -48,6 +51,7 @@ __all__ = [
     "KeyedDataset",
     "NoisyImageDataset",
     "PairedImageDataset",
+    "RealESRGANPairsDataset",
     "SRDataset",
     "Source",
     "bicubic_lq",
