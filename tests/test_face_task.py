@@ -13,8 +13,8 @@ from restorekit.config import validate_config
 from restorekit.errors import ConfigError
 from restorekit.tasks.face import PYRAMID_OFF, FaceTask
 
-G = {"type": "GFPGANv1Clean", "out_size": 32, "num_style_feat": 64, "channel_multiplier": 1, "narrow": 0.125,
-     "num_mlp": 2, "input_is_latent": True, "different_w": True, "sft_half": True, "fix_decoder": False}  # fmt: skip
+G = dict(type="GFPGANv1Clean", out_size=32, num_style_feat=64, channel_multiplier=1, narrow=0.125, num_mlp=2,
+         input_is_latent=True, different_w=True, sft_half=True, fix_decoder=False)  # fmt: skip
 D = {"type": "StyleGAN2Discriminator", "out_size": 32, "channel_multiplier": 1, "narrow": 0.125}
 ARC = {"type": "ResNetArcFace", "block": "IRBlock", "layers": [2, 2, 2, 2], "use_se": False}
 
@@ -82,7 +82,9 @@ def batch(n: int = 2, seed: int = 0) -> dict[str, Any]:
 
 
 def snapshot(task: FaceTask) -> dict[str, dict[str, torch.Tensor]]:
-    return {name: {k: v.detach().clone() for k, v in m.state_dict().items()} for name, m in task.networks.items()}
+    return {
+        name: {k: v.detach().clone() for k, v in m.state_dict().items()} for name, m in task.networks.items()
+    }
 
 
 def changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> bool:
@@ -122,9 +124,9 @@ def test_d_warm_up_leaves_g_alone_and_net_d_iters_sets_the_rhythm(tmp_path: Path
 
 
 def test_r1_runs_exactly_every_net_d_reg_every(tmp_path: Path) -> None:
-    task = build(tmp_path, **{"network_d_left_eye": None, "network_d_right_eye": None, "network_d_mouth": None,
-                              "train.losses.gan_component": None, "network_identity": None,
-                              "train.losses.perceptual": None})  # fmt: skip
+    off = ["network_d_left_eye", "network_d_right_eye", "network_d_mouth", "train.losses.gan_component",
+           "network_identity", "train.losses.perceptual"]  # fmt: skip
+    task = build(tmp_path, **dict.fromkeys(off))
     runs = [it for it in range(1, 34) if "l_d_r1" in task.train_step([batch(seed=it)], it)]
     assert runs == [16, 32]
     assert task.phases["r1"].runs == 2
@@ -193,7 +195,9 @@ def test_optimizers_carry_gfpgan_corrections(tmp_path: Path) -> None:
         ({"network_d": None}, "network_d: required key is missing"),
     ],
 )  # fmt: skip
-def test_config_errors_are_one_line_naming_the_key(tmp_path: Path, changes: dict[str, Any], message: str) -> None:
+def test_config_errors_are_one_line_naming_the_key(
+    tmp_path: Path, changes: dict[str, Any], message: str
+) -> None:
     with pytest.raises(Exception) as info:
         build(tmp_path, **changes)
     text = str(info.value)
