@@ -28,10 +28,24 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": BASE | {"archs", "data"},
     "tasks": BASE | {"config", "archs", "data", "losses", "metrics", "optim"},
     "engine": BASE | {"config", "archs", "data", "losses", "metrics", "optim", "tasks"},
-    "inference": BASE | {"archs", "data", "metrics"},
+    # offline face detection, alignment, paste-back: used by the face data tools and by inference
+    "faces": BASE | {"archs", "data"},
+    "inference": BASE | {"archs", "data", "metrics", "faces"},
     "compat": BASE | {"config", "archs", "data", "losses", "metrics", "optim"},  # importers (BasicSR)
     "cli": BASE
-    | {"config", "archs", "data", "losses", "metrics", "optim", "tasks", "engine", "inference", "compat"},
+    | {
+        "config",
+        "archs",
+        "data",
+        "losses",
+        "metrics",
+        "optim",
+        "tasks",
+        "engine",
+        "inference",
+        "compat",
+        "faces",
+    },
     "__main__": {"cli"},
     "__init__": {"inference"},  # load_model, imported lazily inside the function
 }
