@@ -105,7 +105,8 @@ def test_each_task_has_its_own_section(tmp_path: Path) -> None:
         validate_config({**toygen_config(tmp_path), "scale": 2})
     with pytest.raises(
         ConfigError,
-        match=r"network_d: only used by task 'adversarial' or 'generation' or 'multid' or 'toygen' ",
+        match=r"network_d: only used by task 'adversarial' or 'face' or 'generation' or 'multid' or "
+        r"'toygen' ",
     ):
         validate_config({**tiny_config(tmp_path), "network_d": {"type": "ToyDiscriminator"}})
     with pytest.raises(
