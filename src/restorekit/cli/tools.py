@@ -42,6 +42,11 @@ def add_parsers(sub: Any) -> None:
     sh.add_argument("--size", type=int, default=32, help="side in pixels (32)")
     sh.add_argument("--seed", type=int, default=0)
     sh.set_defaults(func=cmd_make_shapes)
+    mf = d.add_parser("make-faces", help="build the face toy set from photos in installed packages")
+    mf.add_argument("--root", default="datasets/faces")
+    mf.add_argument("--size", type=int, default=64, help="face side in pixels (64)")
+    mf.add_argument("--seed", type=int, default=0)
+    mf.set_defaults(func=cmd_make_faces)
 
     c = sub.add_parser("config", help="config tools").add_subparsers(metavar="ACTION")
     cs = c.add_parser("schema", help="print the JSON schema of the config (for editors)")
@@ -67,6 +72,14 @@ def cmd_make_shapes(args: argparse.Namespace) -> int:
     written = make_shapes(Path(args.root), args.num, args.size, args.seed)
     state = f"wrote {written} of" if written else "already complete:"
     print(f"shapes in {args.root}: {state} {args.num} images of {args.size}x{args.size}")
+    return 0
+
+
+def cmd_make_faces(args: argparse.Namespace) -> int:
+    from restorekit.faces.toyset import make_faces
+
+    n = make_faces(Path(args.root), args.size, args.seed)
+    print(f"faces in {args.root}: {n['train']} training, {n['val']} validation faces of {args.size} px")
     return 0
 
 
