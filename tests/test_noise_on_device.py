@@ -97,21 +97,22 @@ def test_device_noise_trains_reproducibly(tmp_path: Path, one_thread: None) -> N
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
-def test_jpeg_on_device_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_device_lq_with_a_paired_set_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A set that reads its LQ from disk cannot leave it to the device: one line naming the sets that can."""
     raw = _noisy_config(tmp_path)
+    ds = raw["data"]["train"]["dataset"]
     raw["data"]["train"]["dataset"] = {
-        **raw["data"]["train"]["dataset"],
-        "type": "JPEGDataset",
-        "quality": 10,
+        "type": "PairedImageDataset",
+        "dataroot_gt": ds["dataroot_gt"],
+        "dataroot_lq": ds["dataroot_gt"],
+        "gt_size": ds.get("gt_size", 16),
     }
-    del raw["data"]["train"]["dataset"]["sigma"]
     path = write_config(tmp_path / "c.yml", raw)
     assert main(["train", "-c", str(path), "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
-    assert (
-        "data.degrade_on: 'device' needs a dataset that makes its LQ on the fly" in err
-        and "JPEGDataset" in err
-    )
+    assert len(err.splitlines()) == 1
+    assert "data.degrade_on: 'device' needs a dataset that makes its LQ on the fly" in err
+    assert "JPEGDataset" in err and "not PairedImageDataset" in err
 
 
 def test_noise_seeds_stay_on_the_host_when_a_batch_moves() -> None:

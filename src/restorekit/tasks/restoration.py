@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from restorekit.archs.export import check_buildable
 from restorekit.config.sections import RestorationConfig
-from restorekit.data.datasets.degraded import noisy_lq_batch
+from restorekit.data.datasets.degraded import jpeg_lq_batch, noisy_lq_batch
 from restorekit.data.degradations import imresize
 from restorekit.errors import ConfigError
 from restorekit.optim import check_optimizer, check_scheduler
@@ -52,7 +52,7 @@ def check_train_data(cfg: RestorationConfig) -> None:
         if "degrade_on" not in signature_params(ctor):
             raise ConfigError(
                 f"data.degrade_on: 'device' needs a dataset that makes its LQ on the fly "
-                f"(BicubicDataset, NoisyImageDataset), not {cfg.data.train.dataset['type']}"
+                f"(BicubicDataset, NoisyImageDataset, JPEGDataset), not {cfg.data.train.dataset['type']}"
             )
 
 
@@ -131,20 +131,24 @@ class RestorationTask(Task):
         return self.g.ema
 
     def attach_train_data(self, dataset: Any) -> None:
-        """A noisy-image set that leaves its LQ to the device says how to finish it."""
+        """A noisy-image set that leaves its LQ to the device says how to finish it (a JPEG set
+        needs nothing: each sample carries its quality, gray or colour is the GT's channels)."""
         super().attach_train_data(dataset)
-        if getattr(dataset, "degrade_on", "host") == "device" and hasattr(dataset, "device_params"):
+        if getattr(dataset, "degrade_on", "host") == "device" and hasattr(dataset, "quantize"):
             self._noise_opts = (bool(dataset.clip), bool(dataset.quantize))
 
     def _lq(self, batch: Batch) -> Tensor:
         """The LQ input; made here, batched on the device, when the dataset left it out
         (``data.degrade_on: device``): MATLAB bicubic, clipped and rounded to 8 bit like on host,
-        or Gaussian noise seeded per sample (``NoisyImageDataset``)."""
+        Gaussian noise seeded per sample (``NoisyImageDataset``), or the host's JPEG codec at each
+        sample's drawn quality (``JPEGDataset``)."""
         if "lq" in batch:
             x = batch["lq"]
         elif "noise_seed" in batch:
             clip, quantize = getattr(self, "_noise_opts", (True, False))
             x = noisy_lq_batch(batch["gt"], batch["sigma"], batch["noise_seed"], clip, quantize)
+        elif "quality" in batch:
+            x = jpeg_lq_batch(batch["gt"], batch["quality"])
         else:
             x = bicubic_lq_batch(batch["gt"], self.cfg.scale)
         return self.g.as_input(x)

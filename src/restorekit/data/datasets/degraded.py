@@ -20,12 +20,18 @@ the LQ out of training samples and carries the drawn σ and a noise seed instead
 the noise to the whole batch on the training device (``noisy_lq_batch``), each sample's noise
 from a ``torch.Generator`` seeded by its draw, so runs stay reproducible and resume exactly (the
 noise differs from the host path's NumPy stream, not in its statistics). Validation samples
-always carry their LQ. ``JPEGDataset`` has no device path (the codec runs on the host).
+always carry their LQ. ``JPEGDataset(degrade_on="device")`` carries the drawn quality instead
+of the LQ and the task codes the whole batch on the device (``jpeg_lq_batch``) with the same
+``DiffJPEG`` the host path runs, each image at its own quality: the same arithmetic in float32
+(TF32 off), so the LQ equals the host one up to float summation order — on the CPU the batched
+and per-image results are bitwise equal (``tests/test_jpeg_on_device.py``); on a GPU a
+coefficient lying within rounding error of a quantisation step's half can round the other way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -193,6 +199,51 @@ class NoisyImageDataset(_GTOnlyDataset):
         return lq.astype(np.float32), {"sigma": sigma}
 
 
+_CODECS: dict[str, torch.nn.Module] = {}  # one DiffJPEG (its tables and DCT matrix) per device
+
+
+def _codec(device: torch.device) -> torch.nn.Module:
+    from restorekit.data.degradations.jpeg import DiffJPEG  # a sibling package, imported late
+
+    key = str(device)
+    if key not in _CODECS:
+        _CODECS[key] = DiffJPEG().to(device)
+    return _CODECS[key]
+
+
+@contextlib.contextmanager
+def _full_fp32_matmul() -> Iterator[None]:
+    """TF32 off for the codec's GEMMs (the trainer turns it on for CUDA by default): TF32's
+    10-bit mantissa moves DCT coefficients across rounding boundaries the host never sees."""
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+def jpeg_code(x: Tensor, quality: Tensor | float) -> Tensor:
+    """The JPEG round trip of a (B, C, H, W) batch (C = 3, or 1 for gray) in [0, 1], each image
+    at its own quality: 8-bit in and out, gray coded as R = G = B (see ``jpeg_roundtrip``).
+    Runs on ``x``'s device, in float32 with full-precision matmuls."""
+    x = torch.round(x.float().clamp(0, 1) * 255.0) / 255.0
+    gray = x.shape[1] == 1
+    if gray:
+        x = x.expand(x.shape[0], 3, *x.shape[2:])
+    with torch.no_grad(), _full_fp32_matmul():
+        out = _codec(x.device)(x, quality)
+    out = torch.round(out * 255.0) / 255.0
+    return out[:, :1].contiguous() if gray else out
+
+
+def jpeg_lq_batch(gt: Tensor, quality: Tensor) -> Tensor:
+    """``JPEGDataset``'s LQ for a training batch on ``gt``'s device: each image coded at its
+    drawn ``quality`` (B,), with the host path's codec and arithmetic (the module doc says how
+    close the two are)."""
+    return jpeg_code(gt, quality.to(gt.device, torch.float32).reshape(-1))
+
+
 def jpeg_roundtrip(img: np.ndarray, quality: float) -> np.ndarray:
     """Encode and decode float HWC ``img`` (RGB or 1-channel) at ``quality`` with the project's
     libjpeg-exact ``DiffJPEG``; 8-bit in and out, as a real encoder and decoder are.
@@ -201,17 +252,8 @@ def jpeg_roundtrip(img: np.ndarray, quality: float) -> np.ndarray:
     exactly, so the chroma planes code to nothing and the result is a grayscale JPEG (luma
     table only), which is what libjpeg writes for a gray image.
     """
-    from restorekit.data.degradations.jpeg import DiffJPEG  # a sibling package, imported late
-
     x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
-    x = torch.round(x.clamp(0, 1) * 255.0) / 255.0
-    gray = x.shape[1] == 1
-    if gray:
-        x = x.expand(1, 3, *x.shape[2:])
-    out = DiffJPEG()(x, float(quality))
-    out = torch.round(out * 255.0) / 255.0
-    if gray:
-        out = out[:, :1]
+    out = jpeg_code(x, float(quality))
     return np.ascontiguousarray(out[0].numpy().transpose(1, 2, 0), dtype=np.float32)
 
 
@@ -222,7 +264,8 @@ class JPEGDataset(_GTOnlyDataset):
 
     Colour images are coded as libjpeg does by default (YCbCr 4:2:0); ``gray: true`` codes the
     luma alone (the SwinIR / DnCNN-3 grayscale artefact-removal setting). Each sample carries its
-    quality as ``quality``.
+    quality as ``quality``. ``degrade_on: device`` (training samples only) leaves the LQ to
+    ``jpeg_lq_batch`` on the training device, from the same quality draw.
     """
 
     def __init__(
@@ -240,6 +283,7 @@ class JPEGDataset(_GTOnlyDataset):
         cache_images: bool = False,
         scale: int = 1,
         val_seed: int = 0,
+        degrade_on: Literal["host", "device"] = "host",
     ) -> None:
         if (quality is None) == (quality_range is None):
             raise ConfigError(
@@ -250,6 +294,7 @@ class JPEGDataset(_GTOnlyDataset):
         qr = _range(quality_range, "quality_range", 1, 100)
         self.quality_range = None if qr is None else (int(qr[0]), int(qr[1]))
         self.quality = None if quality is None else int(quality)
+        self.degrade_on = degrade_on
         super().__init__(
             dataroot_gt, gt_size, use_hflip, use_rot, meta_info, io_backend, skip_corrupt, cache_images,
             gray, scale, val_seed,
@@ -260,6 +305,10 @@ class JPEGDataset(_GTOnlyDataset):
         if self.quality_range is None:
             return f"JPEG quality {self.quality}"
         return f"JPEG quality uniform in [{self.quality_range[0]}, {self.quality_range[1]}]"
+
+    def device_params(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """What ``jpeg_lq_batch`` needs of one training sample: its quality (the host path's draw)."""
+        return {"quality": torch.tensor(float(self.draw_quality(rng)), dtype=torch.float32)}
 
     def draw_quality(self, rng: np.random.Generator) -> int:
         if self.quality_range is None:

@@ -18,6 +18,13 @@ float32 (one image at a time, each with its own choices, as a batch of one would
 so the LQ does not depend on the training device; it can differ in the last bit across CPU
 kinds or torch versions (vectorised float paths), like any float pipeline.
 
+**Draws.** ``draws: k`` degrades every GT image ``k`` times (each draw its own LQ): ``n`` images
+give ``k·n`` pairs, pair ``j`` being draw ``j // n`` of image ``j % n`` seeded by ``(seed, j)``, so the
+first ``n`` pairs are the ``draws: 1`` set. One draw per image is one sample of a very wide
+distribution (blur, resize, noise kind and level, JPEG quality); a few per image make a small
+validation set's score far less a matter of luck. Pairs are named ``<stem>_d<r>`` (draw ``r``)
+in ``gt_path`` / ``lq_path`` when ``k > 1``; those names are not files.
+
 **Sizes.** Whole images: the GT is mod-cropped to ``scale`` (bottom/right) and the LQ is
 ``(H/scale, W/scale)`` on the 8-bit grid. ``gt_size`` and ``queue_size`` of the degradation
 section are the training crop and pair pool; they are accepted (so the section can be shared)
@@ -30,6 +37,7 @@ and not used. Gray sources are repeated to three channels, as ``RealESRGANDatase
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -73,6 +81,7 @@ class RealESRGANPairsDataset(SRDataset):
         scale: int,
         degradation: dict[str, Any] | None = None,
         seed: int = 0,
+        draws: int = 1,
         meta_info: str | None = None,
         io_backend: Backend = "disk",
         cache_images: bool = False,
@@ -95,7 +104,9 @@ class RealESRGANPairsDataset(SRDataset):
         skip_corrupt: bool = False,
     ) -> None:
         super().__init__(scale, None, False, False, skip_corrupt)
-        self.seed, self.cache_lq = int(seed), cache_lq
+        if draws < 1:
+            raise ConfigError(f"draws: expected a number of degraded copies per image >= 1, got {draws}")
+        self.seed, self.cache_lq, self.draws = int(seed), cache_lq, int(draws)
         self.degradation = build_degradation(degradation, scale)
         self.kernels1 = BlurKernelOptions(
             blur_kernel_size, tuple(kernel_list), tuple(kernel_prob), tuple(blur_sigma),
@@ -115,11 +126,12 @@ class RealESRGANPairsDataset(SRDataset):
         self._lq: dict[int, torch.Tensor] = {}  # index -> (3, h, w) uint8
 
     def __len__(self) -> int:
-        return len(self.refs)
+        return len(self.refs) * self.draws
 
     def describe(self) -> str:
         """The LQ in words (for reports): what degraded it and with which seed."""
-        return f"Real-ESRGAN second-order degradation x{self.scale}, seed {self.seed} per image"
+        per = f", {self.draws} draws" if self.draws > 1 else ""
+        return f"Real-ESRGAN second-order degradation x{self.scale}, seed {self.seed} per image{per}"
 
     def _gt(self, index: int) -> tuple[torch.Tensor, str]:
         """(3, H, W) float GT, mod-cropped to ``scale``, and its display path."""
@@ -153,7 +165,11 @@ class RealESRGANPairsDataset(SRDataset):
 
     def _load(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
         del rng  # every draw comes from (seed, index): the same LQ every round and every run
-        gt, path = self._gt(index)
+        draw, image = divmod(index, len(self.refs))
+        gt, path = self._gt(image)
+        if self.draws > 1:
+            p = Path(path)
+            path = str(p.with_name(f"{p.stem}_d{draw}{p.suffix}"))
         lq = self._lq.get(index)
         if lq is None:
             lq = self.synthesize(gt, index)
