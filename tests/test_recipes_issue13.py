@@ -28,7 +28,13 @@ FULL = [
     "rcan_x4",
     "ridnet_denoise",
 ]
-TOYS = ["swinir_lightweight_x4_toy", "swinir_real_x4_toy", "rcan_x4_toy", "ridnet_denoise_toy"]
+TOYS = [
+    "swinir_classical_x2_toy",
+    "swinir_lightweight_x4_toy",
+    "swinir_real_x4_toy",
+    "rcan_x4_toy",
+    "ridnet_denoise_toy",
+]
 
 # Every count equals the official definition's (SwinIR's network_swinir.py, BasicSR's rcan_arch /
 # ridnet_arch) for these arguments. SwinIR-S x4 is the paper's 897K once the relative-position
