@@ -47,6 +47,19 @@ def add_parsers(sub: Any) -> None:
     mf.add_argument("--size", type=int, default=64, help="face side in pixels (64)")
     mf.add_argument("--seed", type=int, default=0)
     mf.set_defaults(func=cmd_make_faces)
+    fl = d.add_parser(
+        "face-landmarks", help="write GFPGAN's eye/mouth landmarks file for a folder of aligned faces"
+    )
+    fl.add_argument("faces_dir", metavar="FACES_DIR", help="aligned square faces (any side)")
+    fl.add_argument("-o", "--output", required=True, help="the .pth file to write")
+    fl.add_argument("--size", type=int, default=512, help="face side the boxes are given for: out_size (512)")
+    fl.add_argument("--detector", default="mtcnn", help="mtcnn | retinaface_resnet50 | retinaface_mobile0.25")
+    fl.add_argument("--detector-weights", help="RetinaFace: facexlib's detection_*.pth (MTCNN: a folder)")
+    fl.add_argument("--from", dest="source", metavar="GFPGAN_FILE", help="take the entries from this file")
+    fl.add_argument("--keys", default="stem", choices=("stem", "index"), help="entry names (stem)")
+    fl.add_argument("--device", default="cpu")
+    fl.add_argument("--force", action="store_true", help="replace an existing output file")
+    fl.set_defaults(func=cmd_face_landmarks)
 
     c = sub.add_parser("config", help="config tools").add_subparsers(metavar="ACTION")
     cs = c.add_parser("schema", help="print the JSON schema of the config (for editors)")
@@ -80,6 +93,17 @@ def cmd_make_faces(args: argparse.Namespace) -> int:
 
     n = make_faces(Path(args.root), args.size, args.seed)
     print(f"faces in {args.root}: {n['train']} training, {n['val']} validation faces of {args.size} px")
+    return 0
+
+
+def cmd_face_landmarks(args: argparse.Namespace) -> int:
+    from restorekit.faces.landmarks import build_landmarks
+
+    summary = build_landmarks(
+        args.faces_dir, args.output, args.size, args.detector, args.detector_weights,
+        args.source, args.keys, args.force, args.device,
+    )  # fmt: skip
+    print(summary.line())
     return 0
 
 

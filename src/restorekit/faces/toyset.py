@@ -14,9 +14,9 @@ that checks the whole pipeline learns something, not for a useful restorer.
 - ``val/gt`` and ``val/lq``: LFW faces 80..99 and a fixed degradation of each (downscale x4 by
   area, JPEG q 60, bicubic back up), so validation is deterministic and held out;
 - ``landmarks.pth``: GFPGAN's eye/mouth table keyed by each training image's stem (what
-  ``face_components.entry_key`` looks up first), from ``components_from_5`` with ``min_half``
-  scaled by ``size / 512``. Photo crops use the detected points mapped into the crop; LFW crops
-  are roughly aligned already, so they get the template's points;
+  ``face_components.entry_key`` looks up first), from ``landmarks.face_entry`` (the rule
+  ``restorekit data face-landmarks`` uses too). Photo crops use the detected points mapped into
+  the crop; LFW crops are roughly aligned already, so they get the template's points;
 - ``vgg19_random.pth``: a torchvision-layout VGG19 (features up to ``conv3_4``) with seeded random
   weights, so ``PerceptualLoss`` runs without ImageNet weights. It measures nothing meaningful.
 """
@@ -96,16 +96,16 @@ def make_faces(root: Path, size: int = 64, seed: int = 0, jitters: int = JITTERS
     """Build the set under ``root``; returns the image counts. Deterministic for a seed."""
     import skimage.data
 
-    from restorekit.data.face_components import components_from_5, save_components
-    from restorekit.faces.align import align_face, face_template, transform_points
+    from restorekit.data.face_components import save_components
+    from restorekit.faces.align import align_face, transform_points
     from restorekit.faces.detect import load_detector
+    from restorekit.faces.landmarks import face_entry
 
     if isinstance(size, bool) or not isinstance(size, int) or size < 32 or jitters < 1:
         raise DataError(
             f"make-faces: expected --size >= 32 and jitters >= 1, got size {size}, jitters {jitters}"
         )
     root = Path(root)
-    min_half = 16.0 * size / 512
     table: dict[str, dict[str, tuple[float, float, float]]] = {}
     rng = np.random.default_rng(seed)
     detector = load_detector("mtcnn", only_keep_largest=True)
@@ -118,16 +118,15 @@ def make_faces(root: Path, size: int = 64, seed: int = 0, jitters: int = JITTERS
             crop, matrix = align_face(photo, jitter_points(points, rng), face_size=size)
             stem = f"{name}_{j:03d}"
             _write(root / "train" / f"{stem}.png", crop)
-            table[stem] = components_from_5(transform_points(points, matrix), min_half=min_half)
+            table[stem] = face_entry(transform_points(points, matrix), size, size)
     lfw = skimage.data.lfw_subset()
-    template = face_template(size)
     for i in [*LFW_TRAIN, *LFW_VAL]:
         gray = np.clip(np.rint(lfw[i] * 255), 0, 255).astype(np.uint8)
         face = cv2.cvtColor(cv2.resize(gray, (size, size), interpolation=cv2.INTER_CUBIC), cv2.COLOR_GRAY2BGR)
         stem = f"lfw_{i:03d}"
         if i in LFW_TRAIN:
             _write(root / "train" / f"{stem}.png", face)
-            table[stem] = components_from_5(template, min_half=min_half)
+            table[stem] = face_entry(None, size, size)
         else:
             _write(root / "val" / "gt" / f"{stem}.png", face)
             _write(root / "val" / "lq" / f"{stem}.png", degrade_val(face))
