@@ -102,22 +102,30 @@ class ResNetArcFace(nn.Module):
         block: the residual block; only ``'IRBlock'`` exists (see the module docstring).
         layers: IR blocks per stage (four stages, widths 64, 128, 256, 512); the release [2, 2, 2, 2].
         use_se: squeeze-excitation in every block (GFPGAN's default True; the release: False).
+        width: channels of the stem and first stage (64, the release; stages double it). Not
+            GFPGAN's: a narrower net only for CPU toys with random identity weights
+            (configs/gfpgan_toy.yml), where the full 25 M-parameter ResNet dominates the step.
     """
 
-    def __init__(self, block: Literal["IRBlock"], layers: Sequence[int], use_se: bool = True) -> None:
+    def __init__(
+        self, block: Literal["IRBlock"], layers: Sequence[int], use_se: bool = True, width: int = 64
+    ) -> None:
         super().__init__()
         if block != "IRBlock":
             raise ConfigError(f"block: expected 'IRBlock' (the only ResNetArcFace block), got {block!r}")
         layers = tuple(int(n) for n in layers)
         if len(layers) != 4 or min(layers) < 1:
             raise ConfigError(f"layers: expected four positive block counts, got {list(layers)}")
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ConfigError(f"width: expected a positive channel count (64 in the release), got {width!r}")
+        widths = tuple(width * m for m in (1, 2, 4, 8))
         self.use_se = use_se
-        self.conv1 = nn.Conv2d(1, 64, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.conv1 = nn.Conv2d(1, width, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
         self.prelu = nn.PReLU()
         self.maxpool = nn.MaxPool2d(kernel_size=2, stride=2)
-        inplanes = 64
-        for s, (planes, count) in enumerate(zip(WIDTHS, layers), start=1):
+        inplanes = width
+        for s, (planes, count) in enumerate(zip(widths, layers), start=1):
             stride = 1 if s == 1 else 2
             down = None
             if stride != 1 or inplanes != planes:
@@ -128,9 +136,9 @@ class ResNetArcFace(nn.Module):
             blocks += [IRBlock(planes, planes, use_se=use_se) for _ in range(1, count)]
             setattr(self, f"layer{s}", nn.Sequential(*blocks))
             inplanes = planes
-        self.bn4 = nn.BatchNorm2d(512)
+        self.bn4 = nn.BatchNorm2d(widths[3])
         self.dropout = nn.Dropout()
-        self.fc5 = nn.Linear(512 * 8 * 8, EMBED_DIM)
+        self.fc5 = nn.Linear(widths[3] * 8 * 8, EMBED_DIM)
         self.bn5 = nn.BatchNorm1d(EMBED_DIM)
         self._init_weights()
 

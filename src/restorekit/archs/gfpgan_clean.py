@@ -141,7 +141,9 @@ class GFPGANv1Clean(nn.Module):
             loaded strictly into the decoder at construction; ``None`` keeps the random init.
         fix_decoder: freeze the decoder's parameters (``requires_grad = False``; its noise
             buffers are no parameters), as GFPGAN trains with the prior fixed.
-        num_mlp: the decoder's mapping layers (unused with ``input_is_latent``).
+        num_mlp: the decoder's mapping layers (unused with ``input_is_latent``, and then frozen:
+            ``requires_grad`` False, keys kept, so the weights still load and DDP needs no
+            ``find_unused_parameters`` for them).
         input_is_latent: the encoder's codes are w (skip the mapping MLP); the releases: True.
         different_w: one code per decoder layer (W+) instead of one for all.
         sft_half: SFT modulates only half of the decoder's channels.
@@ -189,6 +191,8 @@ class GFPGANv1Clean(nn.Module):
         if fix_decoder:
             for param in self.stylegan_decoder.parameters():
                 param.requires_grad = False
+        if input_is_latent:  # the mapping MLP never runs: frozen, so DDP finds no unused parameter
+            self.stylegan_decoder.style_mlp.requires_grad_(False)
         self.condition_scale = nn.ModuleList()
         self.condition_shift = nn.ModuleList()
         for log in range(3, self.log_size + 1):
