@@ -70,7 +70,12 @@ def config(size: int, device: str, vgg: Path) -> Any:
     ds = raw["data"]["train"]["dataset"]
     ds.update(out_size=size, dataroot_gt="-", component_path=None, crop_components=True)
     raw["data"].pop("val")
-    raw["train"]["losses"]["perceptual"]["weights_path"] = str(vgg)
+    losses = raw["train"]["losses"]
+    losses["perceptual"]["weights_path"] = str(vgg)
+    # GFPGAN's own weights for the terms the bare loop writes as literals (the toy re-weights them)
+    losses["pixel"]["loss_weight"], losses["gan"]["loss_weight"] = 0.1, 0.1
+    losses["gan_component"]["loss_weight"] = 1.0
+    raw["train"]["pyramid_loss_weight"] = 1.0
     return validate_config(raw)
 
 
