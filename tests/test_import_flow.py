@@ -28,9 +28,10 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": BASE | {"archs", "data"},
     "tasks": BASE | {"config", "archs", "data", "losses", "metrics", "optim"},
     "engine": BASE | {"config", "archs", "data", "losses", "metrics", "optim", "tasks"},
-    # offline face detection, alignment, paste-back: used by the face data tools and by inference
-    "faces": BASE | {"archs", "data"},
-    "inference": BASE | {"archs", "data", "metrics", "faces"},
+    # offline face detection, alignment, restore and paste-back: on top of inference (the tiled
+    # background upscale, precision rules, file writing); used by the face data tools and the cli
+    "faces": BASE | {"archs", "data", "inference"},
+    "inference": BASE | {"archs", "data", "metrics"},
     "compat": BASE | {"config", "archs", "data", "losses", "metrics", "optim"},  # importers (BasicSR)
     "cli": BASE
     | {
@@ -47,7 +48,7 @@ ALLOWED: dict[str, set[str]] = {
         "faces",
     },
     "__main__": {"cli"},
-    "__init__": {"inference"},  # load_model, imported lazily inside the function
+    "__init__": {"inference", "faces"},  # load_model, load_face_restorer: imported lazily inside
 }
 
 

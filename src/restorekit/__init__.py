@@ -16,3 +16,14 @@ def load_model(source: Any, **options: Any) -> Any:
     from restorekit.inference.api import load_model as _load_model
 
     return _load_model(source, **options)
+
+
+def load_face_restorer(weights: Any, **options: Any) -> Any:
+    """A face pipeline (detect, align, restore, paste back); see ``restorekit.faces.pipeline``.
+
+    ``restorekit.load_face_restorer("GFPGANv1.4.pth", upscale=2)(img)`` gives the restored photo;
+    ``.process(img)`` also the faces and crops. Imported on first use, like ``load_model``.
+    """
+    from restorekit.faces.pipeline import load_face_restorer as _load_face_restorer
+
+    return _load_face_restorer(weights, **options)

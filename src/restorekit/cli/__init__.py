@@ -1,6 +1,7 @@
 """restorekit: train, evaluate and run image-restoration and image-generation models.
 
-Commands: train | validate | generate | infer | export | new | checkpoints | data | config | metrics.
+Commands: train | validate | generate | infer | faces | export | new | checkpoints | data | config |
+metrics.
 
 Every user error (a config key, a file, a value) is a ``RestorekitError`` that is printed as one
 line, ``error: ...``, with exit status 2; ``--debug`` shows the traceback instead. Each command
@@ -17,10 +18,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from restorekit.cli import infer, metrics, tools, train
+from restorekit.cli import faces, infer, metrics, tools, train
 from restorekit.errors import RestorekitError
 
-FAMILIES = (train, infer, tools, metrics)
+FAMILIES = (train, infer, faces, tools, metrics)
 #: Comma-separated modules imported before any command runs: custom architectures, datasets,
 #: losses, metrics or whole tasks (with their config section) register themselves on import,
 #: and child processes of ``--nproc`` inherit the variable.
