@@ -313,12 +313,12 @@ class FaceTask(Task):
         real_loss = self.losses["gan_component"]
         fake_loss = self.gan if train.component_d_fake_loss == "global_gan" else real_loss
         n = len(pairs)
+        cut = [(self._crops(f, pair), self._crops(pair["gt"], pair)) for f, pair in zip(fakes, pairs)]  # once
         for c, role in self.components.items():
             net, amp = self.trainable[role.name], role.amp
             assert amp is not None and role.optimizer is not None
-            for i, pair, ctx in micro_batches(pairs, [net]):
-                fake_crop = self._crops(fakes[i], pair)[c]
-                real_crop = self._crops(pair["gt"], pair)[c]
+            for i, _pair, ctx in micro_batches(pairs, [net]):
+                fake_crop, real_crop = cut[i][0][c], cut[i][1][c]
                 with ctx:
                     with amp.autocast():
                         fake_pred, _ = net(fake_crop)
