@@ -79,6 +79,34 @@ def sync(device: str | torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def interleaved(
+    run_task: Callable[[int], float],
+    run_bare: Callable[[int], float],
+    warmup: int,
+    iters: int,
+    blocks: int,
+    on_block: Callable[[float, float], object] | None = None,
+) -> tuple[list[float], list[float], list[float]]:
+    """Time task and bare loop in alternating blocks of ``iters`` steps after ``warmup`` each.
+
+    Each task block's ratio is taken against the mean of the bare blocks on either side of it,
+    so a change in machine load during the run shifts both sides alike. Returns (task seconds
+    per step, bare seconds per step, ratios); ``on_block(task_s, ratio)`` is called per block.
+    """
+    run_task(warmup)
+    run_bare(warmup)
+    bare_times = [run_bare(iters)]
+    task_times: list[float] = []
+    ratios: list[float] = []
+    for _ in range(blocks):
+        task_times.append(run_task(iters))
+        bare_times.append(run_bare(iters))
+        ratios.append(task_times[-1] / ((bare_times[-2] + bare_times[-1]) / 2))
+        if on_block is not None:
+            on_block(task_times[-1], ratios[-1])
+    return task_times, bare_times, ratios
+
+
 def write_section(section: str, text: str, path: Path = RESULTS) -> None:
     """Replace the ``## <section>`` part of ``path`` with ``text`` (or append it); the file's other
     sections stay as they are."""

@@ -44,7 +44,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 import yaml
-from _common import RESULTS, check_device, load_average, machine, sync, write_section
+from _common import RESULTS, check_device, interleaved, load_average, machine, sync, write_section
 
 import restorekit.archs
 import restorekit.losses
@@ -217,14 +217,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         sync(device)
         return (time.perf_counter() - t) / n
 
-    run_task(args.warmup)
-    run_bare(args.warmup)
-    bare_times = [run_bare(args.iters)]
-    task_times, ratios = [], []
-    for _ in range(args.blocks):
-        task_times.append(run_task(args.iters))
-        bare_times.append(run_bare(args.iters))
-        ratios.append(task_times[-1] / ((bare_times[-2] + bare_times[-1]) / 2))
+    task_times, bare_times, ratios = interleaved(run_task, run_bare, args.warmup, args.iters, args.blocks)
     result = {
         "task_ms": 1000 * statistics.median(task_times),
         "bare_ms": 1000 * statistics.median(bare_times),

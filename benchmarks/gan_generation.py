@@ -45,7 +45,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from _common import RESULTS, check_device, load_average, machine, sync, write_section
+from _common import RESULTS, check_device, interleaved, load_average, machine, sync, write_section
 
 import restorekit.archs
 import restorekit.losses
@@ -165,15 +165,12 @@ def measure(size: int, case: tuple[int, int, int], args: argparse.Namespace) -> 
         sync(device)
         return (time.perf_counter() - t) / n
 
-    run_task(args.warmup)
-    run_bare(args.warmup)
-    bare_times = [run_bare(args.iters)]
-    task_times, ratios = [], []
-    for _ in range(args.blocks):
-        task_times.append(run_task(args.iters))
-        bare_times.append(run_bare(args.iters))
-        ratios.append(task_times[-1] / ((bare_times[-2] + bare_times[-1]) / 2))
-        print(f"  {size} px block {len(ratios)}: task {task_times[-1]:.2f} s/it, ratio {ratios[-1]:.3f}")
+    def report(task_s: float, ratio: float) -> None:
+        print(f"  {size} px block: task {task_s:.2f} s/it, ratio {ratio:.3f}")
+
+    task_times, bare_times, ratios = interleaved(
+        run_task, run_bare, args.warmup, args.iters, args.blocks, on_block=report
+    )
     task_s, bare_s = statistics.median(task_times), statistics.median(bare_times)
     return {
         "size": size,
