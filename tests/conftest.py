@@ -91,6 +91,16 @@ def tiny_config(root: Path, **changes: Any) -> dict[str, Any]:
     return cfg
 
 
+
+def tiny_scale1_config(root: Path) -> dict[str, Any]:
+    """``tiny_config`` at scale 1 with a small RIDNet: the base of the denoising / JPEG tests."""
+    cfg = tiny_config(root)
+    cfg["scale"] = 1
+    cfg["network_g"] = {
+        "type": "RIDNet", "in_channels": 3, "mid_channels": 16, "out_channels": 3, "num_block": 1,
+    }  # fmt: skip
+    return cfg
+
 def write_config(path: Path, cfg: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path

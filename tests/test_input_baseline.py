@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import tiny_config, write_config
+from conftest import tiny_config, tiny_scale1_config, write_config
 from restorekit.archs.export import export_network
 from restorekit.cli import main
 from restorekit.data.datasets import JPEGDataset, NoisyImageDataset
@@ -19,16 +19,8 @@ from restorekit.registry import ARCHS
 
 
 def _denoise_config(tmp_path: Path, dataset: dict[str, Any]) -> dict[str, Any]:
-    cfg = tiny_config(tmp_path)
+    cfg = tiny_scale1_config(tmp_path)
     gt = cfg["data"]["val"]["tinyval"]["dataset"]["dataroot_gt"]
-    cfg["scale"] = 1
-    cfg["network_g"] = {
-        "type": "RIDNet",
-        "in_channels": 3,
-        "mid_channels": 16,
-        "out_channels": 3,
-        "num_block": 1,
-    }
     cfg["data"]["val"]["tinyval"] = {
         "dataset": {"dataroot_gt": gt, **dataset},
         "metrics": {"psnr": {"crop_border": 0}},

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import tiny_config, write_config
+from conftest import tiny_scale1_config, write_config
 from restorekit.cli import main
 from restorekit.config import validate_config
 from restorekit.data import write_image
@@ -109,16 +109,8 @@ def test_cuda_batch_matches_the_host_lq(tmp_path: Path) -> None:
 
 
 def _jpeg_config(tmp_path: Path) -> dict:
-    cfg = tiny_config(tmp_path)
+    cfg = tiny_scale1_config(tmp_path)
     gt = cfg["data"]["train"]["dataset"]["dataroot_gt"]
-    cfg["scale"] = 1
-    cfg["network_g"] = {
-        "type": "RIDNet",
-        "in_channels": 3,
-        "mid_channels": 16,
-        "out_channels": 3,
-        "num_block": 1,
-    }
     cfg["data"]["train"]["dataset"] = {
         "type": "JPEGDataset",
         "dataroot_gt": gt,

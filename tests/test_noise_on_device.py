@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import tiny_config, write_config
+from conftest import tiny_scale1_config, write_config
 from restorekit.cli import main
 from restorekit.config import validate_config
 from restorekit.data import write_image
@@ -53,16 +53,8 @@ def test_noisy_lq_batch_statistics_and_seeding() -> None:
 
 
 def _noisy_config(tmp_path: Path) -> dict:
-    cfg = tiny_config(tmp_path)
+    cfg = tiny_scale1_config(tmp_path)
     gt = cfg["data"]["train"]["dataset"]["dataroot_gt"]
-    cfg["scale"] = 1
-    cfg["network_g"] = {
-        "type": "RIDNet",
-        "in_channels": 3,
-        "mid_channels": 16,
-        "out_channels": 3,
-        "num_block": 1,
-    }
     cfg["data"]["train"]["dataset"] = {
         "type": "NoisyImageDataset",
         "dataroot_gt": gt,
