@@ -203,3 +203,22 @@ def test_config_errors_are_one_line_naming_the_key(
     text = str(info.value)
     assert message in text and "\n" not in text
     assert isinstance(info.value, ConfigError) or "decoder_load_path" in text
+
+
+def test_eval_step_maps_each_sets_range_into_the_networks(tmp_path: Path) -> None:
+    """A [0, 1] val set (PairedImageDataset) and a [-1, 1] one (FFHQDegradationDataset) holding the
+    same faces must feed G the same [-1, 1] input and score the same restored face in [0, 1]:
+    GFPGAN's ``test`` normalises the LQ to [-1, 1] before the network."""
+    task = build(tmp_path)
+    seen: list[torch.Tensor] = []
+    net = task.eval_network()
+    hook = net.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    signed = batch()
+    unit = {k: (v + 1) / 2 if k in ("lq", "gt") else v for k, v in signed.items()}
+    a = task.eval_step(signed, (-1.0, 1.0))
+    b = task.eval_step(unit, (0.0, 1.0))
+    hook.remove()
+    torch.testing.assert_close(seen[1], seen[0], rtol=0, atol=1e-6)
+    assert float(seen[1].min()) < -0.5  # really in [-1, 1], not the [0, 1] samples passed through
+    torch.testing.assert_close(b["gt"], a["gt"], rtol=0, atol=1e-6)
+    assert float(a["output"].min()) >= 0 and float(a["output"].max()) <= 1

@@ -67,8 +67,8 @@ def _unit(x: Tensor, value_range: tuple[float, float]) -> Tensor:
     return (x + 1) / 2 if tuple(value_range) == (-1.0, 1.0) else x
 
 
-def _signed(x: Tensor, value_range: tuple[float, float]) -> Tensor:
-    return x if tuple(value_range) == (-1.0, 1.0) else x * 2 - 1
+def _signed(x: Tensor, value_range: tuple[float, float]) -> Tensor:  # [0, 1] into the net's range
+    return x * 2 - 1 if tuple(value_range) == (-1.0, 1.0) else x
 
 
 @TASKS.register("face")
