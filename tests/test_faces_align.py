@@ -191,20 +191,27 @@ def test_round_trip_reproduces_the_face_region() -> None:
     np.testing.assert_allclose(both, np.eye(3), atol=1e-3)
 
 
-def test_inverse_affine_upscaled_has_gfpgans_half_pixel_offset() -> None:
+def test_inverse_affine_upscaled_is_pixel_centre_exact_or_gfpgans() -> None:
+    """An output pixel u of a x2 paste shows input x = (u + 0.5)/2 - 0.5 = u/2 - 0.25, as OpenCV's
+    x2 resize of the background does; GFPGAN's offset (0.5·s) shows u/2 - 0.5 instead."""
     img = astronaut()
     h, w = img.shape[:2]
     m = estimate_similarity(ASTRO_POINTS, face_template(512))
-    inv2 = inverse_affine(m, 2)
-    both = np.vstack([inv2, [0, 0, 1]]) @ np.vstack([m, [0, 0, 1]])
-    np.testing.assert_allclose(both[:2], [[2, 0, 1], [0, 2, 1]], atol=1e-3)  # 2x + 0.5·2
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     crop, _ = align_face(np.dstack([xx, yy, yy]), ASTRO_POINTS)
     x1, y1, x2, y2 = ASTRO_BOX
-    up = warp_back(crop, inv2, (2 * w, 2 * h))[2 * y1 : 2 * y2, 2 * x1 : 2 * x2]
     u = np.arange(2 * x1, 2 * x2, dtype=np.float64)
-    # output pixel u shows input x = u/2 − 0.5 (pixel-centre exact would be u/2 − 0.25)
-    assert np.abs(up[:, :, 0] - (u[None, :] / 2 - 0.5)).max() < 0.01
+    for offset, shift, want in (("exact", 0.5, 0.25), ("gfpgan", 1.0, 0.5)):
+        inv2 = inverse_affine(m, 2, offset)
+        both = np.vstack([inv2, [0, 0, 1]]) @ np.vstack([m, [0, 0, 1]])
+        np.testing.assert_allclose(both[:2], [[2, 0, shift], [0, 2, shift]], atol=1e-3)
+        up = warp_back(crop, inv2, (2 * w, 2 * h))[2 * y1 : 2 * y2, 2 * x1 : 2 * x2]
+        assert np.abs(up[:, :, 0] - (u[None, :] / 2 - want)).max() < 0.01, offset
+    background = cv2.resize(xx, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
+    background = background[2 * y1 : 2 * y2, 2 * x1 : 2 * x2]
+    assert np.abs(background - (u[None, :] / 2 - 0.25)).max() < 0.01  # the exact offset is OpenCV's
+    with pytest.raises(ConfigError, match="offset"):
+        inverse_affine(m, 2, "half")
     np.testing.assert_allclose(inverse_affine(m, 1), cv2.invertAffineTransform(m))
     with pytest.raises(ConfigError, match="upscale"):
         inverse_affine(m, 0)

@@ -9,6 +9,7 @@ runs half precision, and videos are taken. The work is in ``restorekit.faces.fil
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,11 @@ def cmd_faces(args: argparse.Namespace) -> int:
     detector = detector_name(args.detector)
     out = Path(args.output)
     images, videos = collect_face_inputs(args.input)
-    img_pairs, vid_pairs = plan(images, videos, out, args.ext, args.suffix, args.overwrite)
+    crops_named = bool(args.save_faces or args.compare)
+    img_pairs, vid_pairs = plan(images, videos, out, args.ext, args.suffix, args.overwrite, crops_named)
+    if vid_pairs and crops_named and not args.quiet:
+        note = "note: --save-faces / --compare apply to images only; videos get restored_videos/"
+        print(note, file=sys.stderr)
     summary_path = Path(args.json) if args.json else None
     if summary_path is not None and summary_path.exists() and not args.overwrite:
         raise ConfigError(f"{summary_path}: already exists; pass --overwrite to replace")

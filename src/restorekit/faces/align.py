@@ -9,10 +9,10 @@ border (135, 133, 132): padding that looks like FFHQ's average background rather
 which the restorer would try to "restore".
 
 ``inverse_affine`` is the way back into a photo upscaled ``upscale`` times: the inverted matrix
-times ``upscale`` plus GFPGAN's ``0.5 * upscale`` on the translation when ``upscale > 1``
-(``paste_faces_to_input_image``). That offset is what GFPGAN ships; the exact pixel-centre
-correction for an ×s resize would be ``0.5 * (s - 1)``, so GFPGAN's face lands half an output
-pixel right and down of that. Kept as GFPGAN has it, so restored faces paste where GFPGAN's do.
+times ``upscale`` plus a translation. By default that is the exact pixel-centre correction of an
+×s resize (OpenCV's pixel centres), ``0.5 * (s - 1)``. GFPGAN (``paste_faces_to_input_image``)
+adds ``0.5 * s`` when ``s > 1``, which lands its face half an output pixel right and down of the
+background, a faint double edge in the feathered seam; ``offset="gfpgan"`` reproduces it.
 """
 
 from __future__ import annotations
@@ -119,16 +119,21 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return pts @ np.asarray(matrix, dtype=np.float64)[:, :2].T + np.asarray(matrix, dtype=np.float64)[:, 2]
 
 
-def inverse_affine(matrix: np.ndarray, upscale: float = 1) -> np.ndarray:
+def inverse_affine(matrix: np.ndarray, upscale: float = 1, offset: str = "exact") -> np.ndarray:
     """The 2×3 map from crop pixels back into the input image upscaled ``upscale`` times.
 
-    ``cv2.invertAffineTransform(matrix) * upscale``, plus ``0.5 * upscale`` on the translation
-    when ``upscale > 1``: GFPGAN's paste-back offset (see the module docstring).
+    ``cv2.invertAffineTransform(matrix) * upscale`` plus, on the translation, ``0.5 * (upscale -
+    1)`` (``offset="exact"``: pixel centres of an OpenCV resize) or GFPGAN's ``0.5 * upscale``
+    when ``upscale > 1`` (``offset="gfpgan"``); see the module docstring.
     """
     if not upscale > 0:
         raise ConfigError(f"upscale {upscale!r}: expected a positive number")
+    if offset not in ("exact", "gfpgan"):
+        raise ConfigError(f"paste offset {offset!r}: expected 'exact' or 'gfpgan'")
     inv = cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64)) * upscale
-    if upscale > 1:
+    if offset == "exact":
+        inv[:, 2] += 0.5 * (upscale - 1)
+    elif upscale > 1:
         inv[:, 2] += 0.5 * upscale
     return inv
 
@@ -149,17 +154,28 @@ def warp_back(
 
 
 def square_paste_mask(
-    face_shape: tuple[int, int], inverse: np.ndarray, size: tuple[int, int], upscale: float = 1
+    face_shape: tuple[int, int],
+    inverse: np.ndarray,
+    size: tuple[int, int],
+    upscale: float = 1,
+    edges: tuple[bool, bool, bool, bool] = (False, False, False, False),
 ) -> np.ndarray:
     """facexlib's soft mask without a parsing net (float32 H×W in [0, 1] on the output canvas).
 
     A crop-sized square of ones warped back, eroded by ``2·upscale`` (the warp's soft edge),
     then eroded by twice and blurred by twice ``w_edge = sqrt(area) // 20`` so the face fades in.
+    ``edges`` (left, top, right, bottom): sides of ``size`` that are the photo's own edges. The
+    crop is padded gray beyond the photo, and the warp back mixes that gray into the last pixels;
+    the first erosion then treats those sides as outside the face, so no gray fringe is pasted.
     (facexlib also multiplies the warped face by the first erosion; the blurred mask lies inside
     it, so ``paste_face`` does without.)
     """
     mask = warp_back(np.ones(face_shape[:2], dtype=np.float32), inverse, size)
     k = max(1, int(2 * upscale))
+    sides = ((slice(None), 0), (0, slice(None)), (slice(None), -1), (-1, slice(None)))  # l, t, r, b
+    for side, on in zip(sides, edges, strict=True):
+        if on:
+            mask[side] = 0.0
     mask = cv2.erode(mask, np.ones((k, k), np.uint8))
     edge = int(float(mask.sum()) ** 0.5) // 20
     if edge > 0:

@@ -65,9 +65,18 @@ def _name(stem: str, suffix: str | None) -> str:
 
 
 def plan(
-    images: list[Path], videos: list[Path], out: Path, ext: str, suffix: str | None, overwrite: bool
+    images: list[Path],
+    videos: list[Path],
+    out: Path,
+    ext: str,
+    suffix: str | None,
+    overwrite: bool,
+    crops_named: bool = True,
 ) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]]]:
-    """Output paths of images and videos; collisions and (without ``overwrite``) existing files refused."""
+    """Output paths of images and videos; collisions and (without ``overwrite``) existing files refused.
+
+    ``crops_named`` (``--save-faces`` / ``--compare``): face crops are named by the input's stem,
+    so two inputs with one stem (``a.png``, ``a.jpg``) are refused only then."""
     if ext not in EXT_CHOICES:
         raise RestorekitError(f"--ext {ext}: expected one of {', '.join(EXT_CHOICES)}")
     if out.is_file():
@@ -85,7 +94,7 @@ def plan(
             raise RestorekitError(f"{dst}: output would replace its input; choose another -o")
         if key in seen:
             raise RestorekitError(f"{seen[key]} and {src} would both be written to {dst}")
-        if src in dict(img_pairs) and src.stem in stems:  # face crops are named by stem
+        if crops_named and src in dict(img_pairs) and src.stem in stems:  # face crops are named by stem
             raise RestorekitError(f"{stems[src.stem]} and {src} would share face crop names {src.stem}_NN")
         seen[key] = src
         stems[src.stem] = src

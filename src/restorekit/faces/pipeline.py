@@ -171,12 +171,15 @@ class FaceRestorer:
         typed = [c.copy() if f is None else from_float(f, c.dtype) for f, c in zip(done, crops, strict=True)]
         return done, typed
 
-    def _mask(self, face: np.ndarray, inverse: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        """The soft paste mask on a region of ``size`` = (w, h): ParseNet's, or the feathered square."""
+    def _mask(
+        self, face: np.ndarray, inverse: np.ndarray, size: tuple[int, int], edges: tuple[bool, ...]
+    ) -> np.ndarray:
+        """The soft paste mask on a region of ``size`` = (w, h): ParseNet's, or the feathered square;
+        ``edges`` are the region's sides on the photo's border (no gray padding pasted there)."""
         if self.parsenet is not None:
             soft = self.parsenet.face_mask(from_float(face, np.dtype(np.uint8)))
             return np.clip(warp_back(soft.astype(np.float32), inverse, size), 0.0, 1.0)
-        return square_paste_mask(face.shape[:2], inverse, size, max(self.upscale, 1.0))
+        return square_paste_mask(face.shape[:2], inverse, size, max(self.upscale, 1.0), edges)  # type: ignore[arg-type]
 
     def _check_aligned(self, rgb: np.ndarray) -> None:
         s = self.face_size
@@ -221,14 +224,15 @@ class FaceRestorer:
             records.append(FaceRecord(
                 [float(v) for v in f.box], float(f.score), f.landmarks.astype(float).tolist(), ok
             ))  # fmt: skip
-            if not ok:
-                continue  # the background stays there
+            if not ok or self.fidelity >= 1:
+                continue  # the background stays there (f = 1: the upscaled input, exactly)
             inverse = inverse_affine(matrix, scale)
             roi = face_roi(face.shape[:2], inverse, (out_w, out_h))
             if roi is None:
                 continue
             local = shifted(inverse, roi[0], roi[1])
-            mask = self._mask(face, local, (roi[2] - roi[0], roi[3] - roi[1]))
+            edges = (roi[0] == 0, roi[1] == 0, roi[2] == out_w, roi[3] == out_h)
+            mask = self._mask(face, local, (roi[2] - roi[0], roi[3] - roi[1]), edges)
             paste_face_into(canvas, face, local, mask, roi)
         return FaceResult(back_to_layout(canvas, image), records, crops, typed, failed)
 

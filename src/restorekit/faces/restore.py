@@ -32,6 +32,8 @@ from restorekit.inference.upscale import Upscaler, arch_name, check_purpose
 
 DEFAULT_FACE_SIZE = 512
 
+MAX_PIXELS = 2**30  # OpenCV's image codecs refuse bigger images
+
 
 def face_info(net: nn.Module, where: str) -> ArchInfo:
     """The face network's ``ArchInfo``; any other network is one line naming ``restorekit infer``."""
@@ -150,6 +152,11 @@ class Background:
         """``img`` (HWC, 3 or 4 channels) upscaled: SR model, Lanczos, or a copy at ×1."""
         h, w = img.shape[:2]
         size = self.size(h, w)
+        if size[0] * size[1] > MAX_PIXELS:  # before the allocation that would fail or swap
+            raise RestorekitError(
+                f"upscale {self.upscale:g}: a {w}×{h} photo would become {size[1]}×{size[0]} px, over "
+                f"the 2^30 pixels an image file holds; use a smaller --upscale"
+            )
         if self.upscaler is not None:
             try:
                 out = self.upscaler.restore(img).merged()
