@@ -132,21 +132,22 @@ def _held_out(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
 
 @pytest.mark.slow
 def test_toy_training_beats_its_step_zero_on_held_out_faces(tmp_path: Path) -> None:
-    """The real toy (a few minutes on 2 cores): held-out PSNR and SSIM above the step-0 G's.
+    """The real toy's first 50 iterations (about a minute): held-out PSNR and SSIM above the
+    step-0 G's. The full 150 iterations are measured in the config's header.
 
     LPIPS is not measured: it needs torchvision's ImageNet VGG16/AlexNet file, which is not offline.
     """
     from restorekit.engine.trainer import Trainer
 
     make_faces(tmp_path / "faces", size=64, seed=0)
-    cfg = _toy_config(tmp_path)
+    cfg = _toy_config(tmp_path, "train.total_iter=50", "val.freq=50", "logger.save_checkpoint_freq=50")
     for folder in ("step0", "run"):
         (tmp_path / folder).mkdir()
     step0 = _held_out(Trainer(cfg, tmp_path / "step0").validate())
     trainer = Trainer(cfg, tmp_path / "run")
     trainer.fit()
     final = _held_out(trainer.validate())
-    assert final["psnr"] > step0["psnr"] + 2.0, (step0, final)  # measured: 7.75 -> 11.43 dB
+    assert final["psnr"] > step0["psnr"] + 5.0, (step0, final)  # measured: 7.72 -> 18.48 dB at 50
     assert final["ssim"] > step0["ssim"], (step0, final)
 
 
