@@ -135,6 +135,5 @@ def test_face_killed_and_resumed_is_bitwise_the_uninterrupted_run(tmp_path: Path
     ]
 
 
-# Not here yet: --nproc 2 equal to one process. With randomize_noise false, stddev_group 1 and
-# find_unused_parameters it still differs by 1.8e-5 in net_g after 4 iterations (R1 iterations
-# under DDP are the first suspect); see the issue-11 closing note.
+# --nproc 2 against one process: tests/test_face_ddp.py (equal to 1.2e-7 after the first R1
+# iteration with SGD; GFPGAN's Adam and the GAN's feedback amplify rounding beyond that).

@@ -26,9 +26,8 @@ the identity embeddings are computed in float32, and an R1 iteration runs D's re
 float32 (a double backward through fp16 activations underflows, and GradScaler does not scale
 ``autograd.grad``).
 
-Batches are in the network's range [-1, 1] for training (``FFHQDegradationDataset`` with mean/std
-0.5); validation sets may be [0, 1] (``PairedImageDataset``) — each set's ``value_range`` says,
-and metrics always see [0, 1].
+Training batches are in G's range [-1, 1]; val sets may be [0, 1] (their ``value_range`` says);
+metrics see [0, 1]. Validation runs G with fixed noise: a face scores the same in any shard.
 """
 
 from __future__ import annotations
@@ -347,7 +346,8 @@ class FaceTask(Task):
         was_training = net.training
         net.eval()
         lq = _signed(_unit(batch["lq"].float(), value_range), self.value_range)
-        out = net(lq)
+        fixed = "randomize_noise" in inspect.signature(net.forward).parameters
+        out = net(lq, **({"randomize_noise": False} if fixed else {}))
         out = out[0] if isinstance(out, tuple) else out
         net.train(was_training)
         restored = _unit(out.float(), self.value_range).clamp_(0, 1)
