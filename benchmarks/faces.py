@@ -35,9 +35,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import check_device, load_average, machine, sync, write_section
-from restorekit.faces.pipeline import load_face_restorer
 
 from restorekit.archs.gfpgan_clean import GFPGANv1Clean
+from restorekit.faces.pipeline import load_face_restorer
 
 
 def canvas(faces: int) -> np.ndarray:

@@ -187,3 +187,22 @@ def assert_kill_resume_bitwise(
         a = load_file(str(root / "straight" / "checkpoints" / f"iter_{final}" / f"{name}.safetensors"))
         b = load_file(str(root / "killed" / "checkpoints" / f"iter_{final}" / f"{name}.safetensors"))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+#: a GFPGANv1Clean in v1.4's layout (different_w, sft_half, latent input), shrunk to 64 px
+TINY_GFPGAN: dict[str, Any] = dict(
+    out_size=64, num_style_feat=32, channel_multiplier=1, num_mlp=2, narrow=0.125,
+    input_is_latent=True, different_w=True, sft_half=True,
+)  # fmt: skip
+
+
+def tiny_gfpgan_weights(folder: Path, name: str = "toy.pth") -> Path:
+    """A seeded random ``TINY_GFPGAN`` saved as a v1.3/v1.4-style ``{'params_ema': ...}`` file."""
+    import torch
+
+    from restorekit.archs.gfpgan_clean import GFPGANv1Clean
+
+    torch.manual_seed(0)
+    path = folder / name
+    torch.save({"params_ema": GFPGANv1Clean(**TINY_GFPGAN).state_dict()}, path)
+    return path

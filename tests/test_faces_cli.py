@@ -15,10 +15,9 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
-import torch
 
+from conftest import TINY_GFPGAN, tiny_gfpgan_weights
 from restorekit.archs.export import export_network
-from restorekit.archs.gfpgan_clean import GFPGANv1Clean
 from restorekit.cli import main
 from restorekit.registry import ARCHS
 from test_faces_video import FPS, FRAMES, decoded, make_video, read_index
@@ -26,18 +25,12 @@ from test_faces_video import FPS, FRAMES, decoded, make_video, read_index
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 FACE = 64  # the toy network's face size
-#: v1.4's layout (different_w, sft_half, latent input), shrunk
-NET = dict(out_size=FACE, num_style_feat=32, channel_multiplier=1, num_mlp=2, narrow=0.125,
-           input_is_latent=True, different_w=True, sft_half=True)  # fmt: skip
+NET = TINY_GFPGAN
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    net = GFPGANv1Clean(**NET)
-    path = tmp_path_factory.mktemp("w") / "GFPGANtoy.pth"
-    torch.save({"params_ema": net.state_dict()}, path)
-    return path
+    return tiny_gfpgan_weights(tmp_path_factory.mktemp("w"), "GFPGANtoy.pth")
 
 
 def bgr(rgb: np.ndarray) -> np.ndarray:

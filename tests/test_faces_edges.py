@@ -11,24 +11,19 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
-import torch
 
-from restorekit.archs.gfpgan_clean import GFPGANv1Clean
+from conftest import TINY_GFPGAN, tiny_gfpgan_weights
 from restorekit.cli import main
 from restorekit.errors import RestorekitError
 from restorekit.faces.pipeline import load_face_restorer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-NET = dict(out_size=64, num_style_feat=32, channel_multiplier=1, num_mlp=2, narrow=0.125,
-           input_is_latent=True, different_w=True, sft_half=True)  # fmt: skip
+NET = TINY_GFPGAN
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "toy.pth"
-    torch.save({"params_ema": GFPGANv1Clean(**NET).state_dict()}, path)
-    return path
+    return tiny_gfpgan_weights(tmp_path_factory.mktemp("w"), "toy.pth")
 
 
 def astronaut(size: int = 256) -> np.ndarray:

@@ -14,7 +14,7 @@ import skimage.data
 import torch
 
 import restorekit
-from restorekit.archs.gfpgan_clean import GFPGANv1Clean
+from conftest import TINY_GFPGAN, tiny_gfpgan_weights
 from restorekit.archs.gfpgan_v1 import GFPGANv1
 from restorekit.archs.restoreformer import RestoreFormer
 from restorekit.errors import WeightsError
@@ -24,17 +24,13 @@ from restorekit.registry import ARCHS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 FACE = 64
-NET = dict(out_size=FACE, num_style_feat=32, channel_multiplier=1, num_mlp=2, narrow=0.125,
-           input_is_latent=True, different_w=True, sft_half=True)  # fmt: skip
+NET = TINY_GFPGAN
 MARGIN = 80  # px of the ×2 output around the face box that the paste (and its feather) may touch
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "toy.pth"
-    torch.save({"params_ema": GFPGANv1Clean(**NET).state_dict()}, path)
-    return path
+    return tiny_gfpgan_weights(tmp_path_factory.mktemp("w"), "toy.pth")
 
 
 @pytest.fixture(scope="module")
