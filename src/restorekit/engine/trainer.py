@@ -183,6 +183,7 @@ class Trainer:
             start=self.samples,
             rank=self.info.rank,
             world_size=self.info.world_size,
+            chunk=lcfg.batch_size,  # rank r's batch = one process's micro-batch r (accum_iter)
         )
         loader = DataLoader(
             self.train_set,

@@ -14,8 +14,10 @@ One iteration ``it`` (1-based) does what ``GFPGANModel.optimize_parameters`` doe
    Gram style, the global ``wgan_softplus`` loss, the three component GAN losses and their
    Gram-style loss, and the identity loss (ArcFace on 128² gray crops) — Ds frozen and used
    bare, so no DDP all-reduce of their gradients;
-2. the global D step: real and fake judged with one backward each (DDP needs one forward per
-   backward); on R1 iterations (every ``net_d_reg_every``) the real forward also carries
+2. the global D step: fake and real judged, then one backward per micro-batch (GFPGAN's
+   ``l_d.backward()``), so DDP all-reduces each micro-batch's gradient once and two processes
+   sum what one process with ``accum_iter: 2`` sums, bit for bit (docs/design.md, item 19);
+   on R1 iterations (every ``net_d_reg_every``) the real forward also carries
    ``r1_reg_weight / 2 · R1 · net_d_reg_every`` — GFPGAN runs a third forward for it, on the
    same weights, so value and gradient are equal;
 3. each component D step on the crops of the detached output and of the GT; the fake term uses
@@ -285,7 +287,6 @@ class FaceTask(Task):
                 with amp.autocast():
                     fake_pred = net_d(self.d.as_input(fakes[i]))
                 l_fake = self.gan(fake_pred.float(), False, is_disc=True)
-                amp.backward(l_fake / n)
                 real = self.d.as_input(pair["gt"].float()).detach().requires_grad_(r1_now)
                 if r1_now:  # fp32: see the module docstring
                     real_pred = net_d(real)
@@ -298,7 +299,7 @@ class FaceTask(Task):
                         real_pred = net_d(real)
                     l_real = self.gan(real_pred.float(), True, is_disc=True)
                     loss = l_real
-                amp.backward(loss / n)
+                amp.backward((l_fake + loss) / n)  # one backward: see the module docstring
             add("l_d", l_real + l_fake)
             add("real_score", real_pred.detach().float().mean())
             add("fake_score", fake_pred.detach().float().mean())
@@ -322,11 +323,10 @@ class FaceTask(Task):
                     with amp.autocast():
                         fake_pred, _ = net(fake_crop)
                     l_fake = fake_loss(fake_pred.float(), False, is_disc=True)
-                    amp.backward(l_fake / n)
                     with amp.autocast():
                         real_pred, _ = net(real_crop)
                     l_real = real_loss(real_pred.float(), True, is_disc=True)
-                    amp.backward(l_real / n)
+                    amp.backward((l_fake + l_real) / n)
                 add(f"l_d_{c}", l_real + l_fake)
             amp.step(role.optimizer, role.params())
 
