@@ -146,6 +146,46 @@ def test_aligned_crop_puts_the_eyes_on_the_template(model: MTCNN) -> None:
             assert fit[:2].max() < 6.5
 
 
+def blob_centre(img: np.ndarray) -> np.ndarray:
+    """Intensity-weighted centre (x, y) of a float image's positive part."""
+    w = np.clip(img, 0, None)
+    ys, xs = np.mgrid[: img.shape[0], : img.shape[1]]
+    return np.array([(w * xs).sum(), (w * ys).sum()]) / w.sum()
+
+
+def test_the_crops_eye_pixels_sit_on_the_template(model: MTCNN) -> None:
+    """The issue's 3 px measure without MTCNN's re-detection noise: a small bright spot is drawn
+    at each detected eye in the photo, the photo goes through ``align_face`` itself, and the
+    spots' centres are found again in the 512 crop's pixels.
+
+    Measured: Grace Hopper (frontal) 2.47 / 2.66 px from the template's eyes, within 3 px; the
+    spots sit where the matrix sends the points to 0.002 px (the warp adds nothing). The
+    astronaut's turned, tilted head lands 6.0 / 4.0 px off, and the least-squares similarity
+    does no better there (``test_aligned_crop_puts_the_eyes_on_the_template``): no similarity
+    can put both of her eyes within 3 px of FFHQ's mean face.
+    """
+    t = face_template(512)
+    for name, img in (("grace_hopper", grace_hopper()), ("astronaut", astronaut())):
+        (face,) = model.detect(img)
+        _, m = align_face(img, face.landmarks)
+        yy, xx = np.mgrid[: img.shape[0], : img.shape[1]]
+        centres = []
+        for eye in face.landmarks[:2]:  # one spot per warp, so the two cannot mix
+            spot = np.exp(-((xx - eye[0]) ** 2 + (yy - eye[1]) ** 2) / (2 * 1.5**2)).astype(np.float32)
+            rgb = np.repeat(spot[:, :, None], 3, axis=2)
+            warped, _ = align_face(rgb, face.landmarks, border_value=(0, 0, 0))
+            centres.append(blob_centre(warped[:, :, 0].astype(np.float64)))
+        found = np.array(centres)
+        to_template = np.linalg.norm(found - t[:2], axis=1)
+        to_matrix = np.linalg.norm(found - transform_points(face.landmarks[:2], m), axis=1)
+        print(f"{name}: crop eyes vs template {to_template.round(2)} px, vs matrix {to_matrix.round(3)}")
+        assert to_matrix.max() < 0.1  # the pixels follow the matrix
+        if name == "grace_hopper":
+            assert to_template.max() < 3.0  # the issue's measure, on the frontal face
+        else:
+            assert to_template.max() < 6.5
+
+
 def test_border_outside_the_photo() -> None:
     img = np.ascontiguousarray(astronaut()[40:, 150:])  # the face now touches the top edge
     points = ASTRO_POINTS - [150, 40]
