@@ -159,7 +159,7 @@ class Bare:
         for d in (self.d, *self.comps.values()):
             d.requires_grad_(True)
         fake = out.detach()
-        F.softplus(self.d(fake)).mean().backward()
+        l_fake = F.softplus(self.d(fake)).mean()
         r1_now = self.it % cfg.net_d_reg_every == 0
         real = gt.detach().requires_grad_(r1_now)
         real_pred = self.d(real)
@@ -168,15 +168,16 @@ class Bare:
             (grad,) = torch.autograd.grad(real_pred.sum(), real, create_graph=True)
             r1 = grad.pow(2).flatten(1).sum(1).mean()
             l_real = l_real + cfg.r1_reg_weight / 2 * r1 * cfg.net_d_reg_every
-        l_real.backward()
+        (l_fake + l_real).backward()  # one backward, as GFPGAN's l_d.backward()
         self.opt_d.step()
         self.opt_d.zero_grad(set_to_none=True)
         fake_crops, real_crops = self.crops(fake, b), self.crops(gt, b)
         for c, net in self.comps.items():
             fake_pred, _ = net(fake_crops[c])
-            F.softplus(fake_pred).mean().backward()  # GFPGAN's quirk: the global GAN loss
+            l_fake = F.softplus(fake_pred).mean()  # GFPGAN's quirk: the global GAN loss
             real_pred, _ = net(real_crops[c])
-            F.binary_cross_entropy_with_logits(real_pred, torch.ones_like(real_pred)).backward()
+            l_real = F.binary_cross_entropy_with_logits(real_pred, torch.ones_like(real_pred))
+            (l_fake + l_real).backward()
             self.opt_c[c].step()
             self.opt_c[c].zero_grad(set_to_none=True)
         with torch.no_grad():

@@ -12,6 +12,7 @@ each ~200 px wide.
 Two configurations of the same pipeline, interleaved in rounds (median reported), so a busy
 spell on a shared machine hits both alike: ``batch 4`` (faces through the network four at a
 time) and ``batch 1`` (every stage done one face at a time). The ratio is what batching buys.
+It decides ``faces.pipeline.default_batch``: 4 on a GPU, 1 on the CPU, where it measured < 1.
 
 Run ``python benchmarks/faces.py --threads 2`` (≈ minutes on 2 CPU cores at narrow 1; ``--narrow
 0.5`` for a quarter of the network's work), ``--quick`` for a smoke run that writes nothing.

@@ -16,7 +16,7 @@ from conftest import TINY_GFPGAN, tiny_gfpgan_weights
 from restorekit.archs.gfpgan_clean import GFPGANv1Clean
 from restorekit.errors import ConfigError, DataError, WeightsError
 from restorekit.faces.blend import mean_delta_e, to_float
-from restorekit.faces.pipeline import load_face_restorer
+from restorekit.faces.pipeline import default_batch, load_face_restorer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 FACE = 64
@@ -89,6 +89,11 @@ def test_batching_failures_and_many_faces(weights: Path, monkeypatch: pytest.Mon
     four = load_face_restorer(weights, device="cpu", batch=4, fidelity=0.3)
     res = four.process(canvas)
     assert len(res.faces) == 3 and res.failed == 0
+    assert four.batch == 4 and load_face_restorer(weights, device="cpu").batch == 1  # the CPU default
+    assert default_batch(None, torch.device("cuda")) == 4
+    for bad_batch in (0, 2.5, True):
+        with pytest.raises(ConfigError, match="--batch"):
+            default_batch(bad_batch, torch.device("cpu"))  # type: ignore[arg-type]
     for x, y in zip(one.restored, res.restored, strict=True):
         assert np.abs(x.astype(int) - y.astype(int)).max() <= 1
     real = four.net.forward

@@ -47,7 +47,7 @@ def add_parsers(sub: Any) -> None:
         "--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"], help="auto: GPU half"
     )
     f.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    f.add_argument("--batch", type=int, default=4, help="faces per forward pass (4)")
+    f.add_argument("--batch", type=int, help="faces per forward pass (default: 4 on a GPU, 1 on the CPU)")
     f.add_argument("--tile", type=int, default=512, help="background tile side; 0: whole image (512)")
     f.add_argument("--save-faces", action="store_true", help="also write cropped_faces/ and restored_faces/")
     f.add_argument("--compare", action="store_true", help="also write cmp/: input crop | restored face")
@@ -78,7 +78,7 @@ def check_args(args: argparse.Namespace) -> None:
         )
     if not args.upscale >= 1:
         raise ConfigError(f"--upscale {args.upscale}: expected a scale >= 1")
-    if args.batch < 1:
+    if args.batch is not None and args.batch < 1:
         raise ConfigError(f"--batch {args.batch}: expected a whole number >= 1")
     if args.tile < 0:
         raise ConfigError(f"--tile {args.tile}: expected pixels >= 0 (0: whole image)")
