@@ -93,17 +93,24 @@ def is_image_file(path: PathLike) -> bool:
 _BIT_DEPTH = {np.dtype(t): d for t, d in ((np.uint8, 8), (np.uint16, 16), (np.float32, 32), (np.float64, 32))}
 
 
-def decode_image_raw(buf: bytes | np.ndarray, name: str = "<bytes>") -> RawImage:
+def decode_image_raw(buf: bytes | np.ndarray, name: str = "<bytes>", orient: bool = False) -> RawImage:
     """Decode encoded image bytes (PNG, JPEG, TIFF, ...) without converting the samples.
 
     ``name`` only appears in error messages (a path or an LMDB key). OpenCV decodes a PNG as
     fast as Pillow does and, unlike Pillow, keeps 16-bit colour (see benchmarks/RESULTS.md).
+    ``orient``: turn a JPEG upright by its EXIF orientation tag, as a photo viewer shows it (a
+    phone portrait is stored sideways with "rotate 90"); ``IMREAD_UNCHANGED`` ignores the tag.
+    A JPEG has no alpha, so decoding it with ``ANYCOLOR | ANYDEPTH`` (which honours the tag)
+    loses nothing. Off for training data: BasicSR-style sets are stored upright, as PNG.
     """
     data = np.frombuffer(buf, dtype=np.uint8) if isinstance(buf, bytes | bytearray | memoryview) else buf
     if data.size == 0:
         raise UnreadableImageError(f"{name}: is empty (0 bytes)")
+    flags = cv2.IMREAD_UNCHANGED
+    if orient and data.size > 2 and data[0] == 0xFF and data[1] == 0xD8:  # JPEG's start-of-image
+        flags = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH
     try:
-        raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        raw = cv2.imdecode(data, flags)
     except cv2.error:
         raw = None
     if raw is None:
@@ -182,9 +189,9 @@ def read_bytes(path: PathLike) -> np.ndarray:
     return _read_bytes(path)
 
 
-def read_image_raw(path: PathLike) -> RawImage:
-    """Read an image file without converting its samples (see ``RawImage``)."""
-    return decode_image_raw(_read_bytes(path), str(path))
+def read_image_raw(path: PathLike, orient: bool = False) -> RawImage:
+    """Read an image file without converting its samples (see ``RawImage``; ``orient``: EXIF)."""
+    return decode_image_raw(_read_bytes(path), str(path), orient=orient)
 
 
 def read_image_full(path: PathLike) -> ImageInfo:

@@ -117,7 +117,7 @@ class Loaded:
 
 def load(path: Path) -> Loaded:
     """Decode ``path`` into RGB(A): gray → three equal channels, gray + alpha → RGBA."""
-    raw = read_image_raw(path)
+    raw = read_image_raw(path, orient=True)  # a phone photo upright, as a viewer shows it
     img = raw.img
     if img.dtype == np.float64:
         img = img.astype(np.float32)

@@ -356,7 +356,7 @@ def upscale_files(
         tqdm(total=0, unit="tile", disable=not show, leave=False, desc="tiles") as bar_tiles,
     ):
         for src, planned in pairs:
-            raw = read_image_raw(src)
+            raw = read_image_raw(src, orient=True)  # a phone photo upright, as a viewer shows it
             img = _samples(raw.img, gray_alpha=raw.img.shape[2] == 4 and is_gray_alpha_png(src))
             bit_depth, has_alpha = raw.bit_depth, raw.has_alpha
             del raw  # OpenCV's BGR samples: the RGB copy is what is tiled
