@@ -17,9 +17,8 @@ One iteration ``it`` (1-based) does what ``GFPGANModel.optimize_parameters`` doe
 2. the global D step: fake and real judged, then one backward per micro-batch (GFPGAN's
    ``l_d.backward()``), so DDP all-reduces each micro-batch's gradient once and two processes
    sum what one process with ``accum_iter: 2`` sums, bit for bit (docs/design.md, item 19);
-   on R1 iterations (every ``net_d_reg_every``) the real forward also carries
-   ``r1_reg_weight / 2 · R1 · net_d_reg_every`` — GFPGAN runs a third forward for it, on the
-   same weights, so value and gradient are equal;
+   on R1 iterations the real forward also carries ``r1_reg_weight / 2 · R1 · net_d_reg_every``
+   (GFPGAN's third forward on the same weights: equal value and gradient);
 3. each component D step on the crops of the detached output and of the GT; the fake term uses
    the global GAN loss unless ``component_d_fake_loss: component`` (GFPGAN's quirk kept by default).
 
