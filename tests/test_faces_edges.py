@@ -86,3 +86,11 @@ def test_same_stem_inputs_refused_only_with_face_crops(weights: Path, tmp_path: 
     assert main([*base, "-o", str(tmp_path / "o1")]) == 0
     assert sorted(p.name for p in (tmp_path / "o1" / "restored_imgs").iterdir()) == ["a.jpg", "a.png"]
     assert main([*base, "-o", str(tmp_path / "o2"), "--save-faces"]) == 2
+
+
+def test_float_photo_in_0_255_is_one_line(weights: Path) -> None:
+    """A 0-255 float photo (``cv2.imread(...).astype(float)``) came back white with no face."""
+    r = load_face_restorer(weights, device="cpu")
+    with pytest.raises(RestorekitError, match=r"expected in \[0, 1\], got a maximum of 2[0-9][0-9]"):
+        r(astronaut(64).astype(np.float32))
+    assert r(astronaut(64).astype(np.float32) / 255).dtype == np.float32  # the same photo in [0, 1] runs

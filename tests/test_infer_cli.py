@@ -215,6 +215,10 @@ def test_python_api_numpy_and_tensors(model: Path) -> None:
     assert torch.allclose(restorer(t[1].float()), want[0], atol=1e-2)  # tiles: close, not exact (r > margin)
     whole = restorekit.load_model(net, tile=0)
     assert torch.allclose(whole(t[1].float()), want[0], atol=1e-5)
+    nan = np.full((4, 4, 3), np.nan, np.float32)
+    for bad, says in ((img.astype(np.float32), "maximum of"), (nan, "NaN")):
+        with pytest.raises(RestorekitError, match=says):  # a 0-255 float image, not a white output
+            restorer(bad)
 
 
 def test_precision_choices_on_cpu(model: Path) -> None:

@@ -291,3 +291,17 @@ def tensor2img(t: torch.Tensor) -> np.ndarray:
         raise ValueError(f"tensor2img expects a CHW tensor, got shape {tuple(t.shape)}")
     arr = t.detach().float().clamp(0, 1).cpu().numpy()
     return np.ascontiguousarray(arr.transpose(1, 2, 0))
+
+
+def check_unit_floats(img: np.ndarray, what: str) -> None:
+    """A one-line ``DataError`` for float samples that are not in [0, 1]: a 0-255 float image
+    (``cv2.imread(...).astype(float)``) would otherwise come back white, with no face found.
+    Up to 2 is let through: resampling overshoots 1 a little."""
+    top = float(np.max(img))
+    if not np.isfinite(top) or not np.isfinite(float(np.min(img))):
+        raise DataError(f"{what}: float samples must be finite, found NaN or inf")
+    if top > 2.0:
+        raise DataError(
+            f"{what}: float samples are expected in [0, 1], got a maximum of {top:g} "
+            "(divide a 0-255 image by 255, or pass it as uint8)"
+        )

@@ -25,6 +25,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from restorekit.data.io import check_unit_floats
 from restorekit.errors import DataError
 
 UNITS = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
@@ -45,6 +46,8 @@ def check_samples(img: np.ndarray) -> None:
         raise DataError(f"face input: expected an HW or HWC image (1-4 channels), got {img.shape}")
     if np.dtype(img.dtype) not in UNITS and img.dtype.kind != "f":
         raise DataError(f"face input: expected uint8, uint16 or float samples, got {img.dtype}")
+    if img.dtype.kind == "f":
+        check_unit_floats(img, "face input")
 
 
 def to_float(img: np.ndarray) -> np.ndarray:

@@ -61,6 +61,10 @@ class Restorer:
         top = _INT_TOPS.get(img.dtype)
         if top is None and img.dtype.kind != "f":
             raise RestorekitError(f"expected a uint8, uint16 or float image, got dtype {img.dtype}")
+        if not top:
+            from restorekit.data.io import check_unit_floats
+
+            check_unit_floats(img, "image")
         x = img.astype(np.float32) / top if top else img.astype(np.float32, copy=False)
         out = self.upscaler.restore(x if x.ndim == 3 else x[..., None]).merged()
         out = np.clip(out, 0.0, 1.0)
