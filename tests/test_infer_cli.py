@@ -14,6 +14,7 @@ from restorekit.archs import RRDBNet
 from restorekit.archs.export import export_network
 from restorekit.cli import main
 from restorekit.errors import RestorekitError
+from restorekit.inference.export import load_any
 from restorekit.inference.precision import resolve_precision
 from restorekit.registry import ARCHS
 
@@ -259,3 +260,13 @@ def test_pick_device_is_one_rule() -> None:
             with pytest.raises(ConfigError) as info:
                 pick_device(asked)
             assert "no CUDA device is available" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_export_must_be_named_safetensors(tmp_path: Path) -> None:
+    """An export named ``.pth`` was written as safetensors bytes and then refused by ``load_any``."""
+    with pytest.raises(RestorekitError, match=r"x\.pth: an export is a safetensors file; name it x\.safet"):
+        make_model(tmp_path / "x.pth")
+    assert not (tmp_path / "x.pth").exists()
+    make_model(tmp_path / "x.safetensors")
+    net, _ = load_any(tmp_path / "x.safetensors")
+    assert sum(p.numel() for p in net.parameters()) > 0

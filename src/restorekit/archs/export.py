@@ -52,7 +52,14 @@ _GEOMETRY = ("in_channels", "out_channels", "scale")
 
 
 def export_network(module: nn.Module, path: Path) -> None:
-    """Write ``module``'s weights with its architecture in the metadata (refusing NaN/Inf)."""
+    """Write ``module``'s weights with its architecture in the metadata (refusing NaN/Inf).
+
+    The file is safetensors, so it must be named so: a ``.pth`` holding safetensors bytes was
+    written without complaint and then refused by ``load_any``, which reads ``.pth`` as pickle.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".safetensors":
+        raise WeightsError(f"{path}: an export is a safetensors file; name it {path.stem}.safetensors")
     spec = spec_of(module)
     if spec is None:
         raise WeightsError(f"{path}: cannot export a network that was not built from the registry")
