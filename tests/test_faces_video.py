@@ -230,6 +230,30 @@ def test_smoother_matches_faces_and_resets_on_a_new_one() -> None:
     np.testing.assert_allclose(smoother([_face(jitter)])[0].landmarks, jitter, atol=1e-4)
 
 
+def test_smoother_keeps_a_face_through_a_missed_frame_and_uses_frame_times() -> None:
+    """A one-frame detector miss used to restart the face's filter (the crop jumped to the raw
+    points); and time came from the frame count, wrong for variable-frame-rate video."""
+    jitter = BASE + 3.0
+    for keep, pulled in ((3, True), (0, False)):
+        smoother = LandmarkSmoother(fps=25, keep_missed=keep)
+        for _ in range(10):
+            smoother([_face(BASE)])
+        assert smoother([]) == []  # the missed frame
+        out = smoother([_face(jitter)])[0].landmarks
+        assert bool(np.abs(out - BASE).max() < 2.0) is pulled, (keep, out)  # filtered vs restarted
+    # with frame times the filter sees the real gaps: a 1 s gap smooths far less than 1/25 s
+    slow, fast = LandmarkSmoother(fps=25), LandmarkSmoother(fps=25)
+    for i in range(10):
+        slow.time, fast.time = float(i), i / 25
+        slow([_face(BASE)]), fast([_face(BASE)])
+    slow.time, fast.time = 10.0, 10 / 25
+    moved_slow = np.abs(slow([_face(jitter)])[0].landmarks - BASE).mean()
+    moved_fast = np.abs(fast([_face(jitter)])[0].landmarks - BASE).mean()
+    assert moved_slow > 2 * moved_fast, (moved_slow, moved_fast)
+    slow.reset()
+    assert slow.time is None
+
+
 def test_one_euro_filter_basics() -> None:
     f = OneEuroFilter(min_cutoff=1.0, beta=0.0, freq=30)
     x0 = np.array([1.0, 2.0])

@@ -259,7 +259,10 @@ def restore_faces_video(
         counts["frames_without_faces"] += not result.faces
         return result.image
 
-    info = restore_video(src, dst, frame, progress=not quiet, overwrite=overwrite)
+    def frame_time(t: float | None) -> None:
+        smoother.time = t
+
+    info = restore_video(src, dst, frame, progress=not quiet, overwrite=overwrite, on_frame_time=frame_time)
     return {**info, **counts}
 
 

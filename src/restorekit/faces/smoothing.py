@@ -84,6 +84,7 @@ class _Track:
     centre: np.ndarray
     scale: float
     filt: OneEuroFilter
+    missed: int = 0  # frames in a row without a match
 
 
 def _centre(face: Face) -> np.ndarray:
@@ -93,6 +94,10 @@ def _centre(face: Face) -> np.ndarray:
 @dataclass
 class LandmarkSmoother:
     """One-euro smoothing of each face's box and landmarks over the frames of a video.
+
+    Time comes from ``time`` (the frame's presentation time, which ``restorekit faces`` sets
+    from the decoder) or else from the frame count and ``fps``. A face the detector misses
+    keeps its filter for ``keep_missed`` frames, so a one-frame miss does not restart it.
 
     Call it with one frame's faces (in frame order); it returns the same faces, smoothed. A face
     is the same as the previous frame's nearest one when their box centres are closer than
@@ -109,15 +114,19 @@ class LandmarkSmoother:
     beta: float = 2.0
     d_cutoff: float = 1.0
     match_ratio: float = 0.5
+    keep_missed: int = 3
+    #: the next frame's presentation time in seconds, set by the video reader (``frame.time``);
+    #: ``None``: frame index / ``fps``, which is wrong for variable-frame-rate video
+    time: float | None = None
     _tracks: list[_Track] = field(default_factory=list, init=False, repr=False)
     _frame: int = field(default=0, init=False, repr=False)
 
     def reset(self) -> None:
         """Forget every face: for the first frame of another video."""
-        self._tracks, self._frame = [], 0
+        self._tracks, self._frame, self.time = [], 0, None
 
     def __call__(self, faces: list[Face]) -> list[Face]:
-        t = self._frame / self.fps
+        t = self.time if self.time is not None else self._frame / self.fps
         self._frame += 1
         free = list(range(len(self._tracks)))
         pairs: list[tuple[Face, _Track | None]] = []
@@ -140,11 +149,16 @@ class LandmarkSmoother:
                 track = _Track(
                     _centre(face), scale, OneEuroFilter(self.min_cutoff, self.beta, self.d_cutoff, self.fps)
                 )
+            track.missed = 0
             packed = np.concatenate([face.box.astype(np.float64), face.landmarks.reshape(-1)]) / track.scale
             out = track.filt(packed, t) * track.scale
             new = Face(out[:4], face.score, out[4:].reshape(5, 2))
             track.centre = _centre(new)
             tracks.append(track)
             smoothed[id(face)] = new
-        self._tracks = tracks  # faces not seen in this frame are forgotten
+        for i in free:  # a face missed by the detector for a frame or two keeps its filter
+            self._tracks[i].missed += 1
+            if self._tracks[i].missed <= self.keep_missed:
+                tracks.append(self._tracks[i])
+        self._tracks = tracks
         return [smoothed[id(f)] for f in faces]

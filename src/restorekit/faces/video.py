@@ -263,8 +263,11 @@ def restore_video(
     overwrite: bool = False,
     codec: str | None = None,
     desc: str | None = None,
+    on_frame_time: Callable[[float | None], None] | None = None,
 ) -> dict[str, Any]:
     """Run ``process_frame`` (H×W×3 uint8 RGB → H'×W'×3 uint8 RGB) on every frame of ``src``.
+
+    ``on_frame_time`` is told each frame's presentation time (s, or None) before its processing.
 
     Returns ``{"input", "output", "frames", "fps", "size": [w, h], "codec", "audio", "seconds"}``
     (``audio``: None, ``"copied (aac)"`` or ``"transcoded (pcm_s16le -> aac)"``). See the module
@@ -303,6 +306,8 @@ def restore_video(
                     for packet in inp.demux(*streams):
                         if packet.stream.type == "video":
                             for frame in packet.decode():
+                                if on_frame_time is not None:
+                                    on_frame_time(frame.time)
                                 writer.video(frame, process_frame(frame.to_ndarray(format="rgb24")))
                                 bar.update(1)
                         elif packet.stream.type == "audio":
