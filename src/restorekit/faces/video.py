@@ -270,8 +270,9 @@ def restore_video(
     ``on_frame_time`` is told each frame's presentation time (s, or None) before its processing.
 
     Returns ``{"input", "output", "frames", "fps", "size": [w, h], "codec", "audio", "seconds"}``
-    (``audio``: None, ``"copied (aac)"`` or ``"transcoded (pcm_s16le -> aac)"``). See the module
-    docstring for timing, codecs, audio and the temporary file.
+    (``audio``: None, ``"copied (aac)"`` or ``"transcoded (pcm_s16le -> aac)"``). ``size`` is what
+    the file holds; an odd-sided result is padded to even sides and ``processed_size`` says its
+    own size. See the module docstring for timing, codecs, audio and the temporary file.
     """
     av = import_av()
     src, dst = Path(src), Path(dst)
@@ -321,8 +322,12 @@ def restore_video(
             tmp.unlink(missing_ok=True)
         raise
     assert writer.size is not None
-    return {
+    w, h = writer.size
+    info = {
         "input": str(src), "output": str(dst), "frames": writer.frames, "fps": float(writer.rate),
-        "size": list(writer.size), "codec": writer.codec_name, "audio": writer.audio_mode,
+        "size": [w + w % 2, h + h % 2], "codec": writer.codec_name, "audio": writer.audio_mode,
         "seconds": round(time.perf_counter() - t0, 3),
     }  # fmt: skip
+    if w % 2 or h % 2:  # the file holds the padded frames: say so, and what was restored
+        info["processed_size"] = [w, h]
+    return info
