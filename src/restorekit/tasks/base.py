@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from restorekit.archs.info import arch_info
 from restorekit.config import RunConfig
 from restorekit.config.schema import PartSpec
-from restorekit.errors import RestorekitError
+from restorekit.errors import RestorekitError, WeightsError
 from restorekit.optim import EMA, build_optimizer, build_scheduler
 from restorekit.optim.schedule import lazy_regularization
 from restorekit.registry import ARCHS, spec_of
@@ -216,7 +216,10 @@ class Task:
         return role
 
     def _load_pretrained(self, role: Role, pre: Pretrained) -> None:
-        state, note = read_state_dict(pre.path, param_key=pre.param_key)
+        try:
+            state, note = read_state_dict(pre.path, param_key=pre.param_key)
+        except WeightsError as exc:  # name the config key: a stage-2 recipe run before stage 1
+            raise WeightsError(f"{pre.where}: {exc}") from None
         if note:
             self.notices.append(f"{pre.where}: {note}")
         mode = "strict" if pre.strict else "fit"
