@@ -31,6 +31,7 @@ FULL = [
 TOYS = [
     "swinir_classical_x2_toy",
     "swinir_lightweight_x4_toy",
+    "swinir_real_x4_psnr_toy",
     "swinir_real_x4_toy",
     "rcan_x4_toy",
     "ridnet_denoise_toy",
@@ -100,10 +101,14 @@ def test_every_recipe_passes_the_config_checks(name: str, capsys: pytest.Capture
     assert cfg.task == ("adversarial" if real else "restoration")
     if real:  # the Real-ESRGAN degradation on the device, a U-Net D, L1 + GAN (+ VGG in the full one)
         assert cfg.degradation is not None and cfg.data.train.dataset["type"] == "RealESRGANDataset"
-        assert cfg.network_d["type"] == "UNetDiscriminatorSN" and cfg.network_g["upsampler"] == "nearest+conv"
+        assert cfg.network_g["upsampler"] == "nearest+conv"
         losses = {spec["type"] for spec in cfg.train.losses.values()}
-        assert {"L1Loss", "GANLoss"} <= losses
-        assert ("PerceptualLoss" in losses) == (not name.endswith("_toy"))
+        if "psnr" in name:  # the PSNR stage: L1 alone, no discriminator (a RealESRNet-style run)
+            assert losses == {"L1Loss"} and cfg.network_d is None and cfg.pretrained is None
+        else:  # the GAN stage fine-tunes a PSNR model: the official one, or the toy's export
+            assert cfg.network_d["type"] == "UNetDiscriminatorSN" and {"L1Loss", "GANLoss"} <= losses
+            assert ("PerceptualLoss" in losses) == (not name.endswith("_toy"))
+            assert cfg.pretrained is not None and "PSNR" in cfg.pretrained.upper()
     assert cfg.val.baseline == "bicubic" and cfg.data.val
     if real:  # scored first on the training degradation, fixed per image (RealESRGANPairsDataset)
         first = next(iter(cfg.data.val.values())).dataset
@@ -163,7 +168,7 @@ def test_toys_build_and_run_on_odd_sizes(name: str) -> None:
     with torch.no_grad():
         out = net(torch.rand(1, channels, 13, 11))
     assert out.shape == (1, channels, 13 * cfg.scale, 11 * cfg.scale) and torch.isfinite(out).all()
-    if cfg.task == "adversarial":
+    if cfg.task == "adversarial" and cfg.network_d is not None:
         d = ARCHS.build(cfg.network_d).eval()
         with torch.no_grad():
             score = d(torch.rand(1, 3, 64, 64))
@@ -199,3 +204,44 @@ def test_ridnet_toy_trains_and_writes_a_checkpoint(
     assert len(losses) == 2 and all(math.isfinite(v) and v > 0 for v in losses)
     val = [r for r in rows if r["kind"] == "val/sample_val"]
     assert len(val) == 1 and math.isfinite(val[0]["psnr"]) and 0 < val[0]["ssim"] <= 1
+
+
+@pytest.mark.slow
+def test_swinir_real_two_stage_toy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Stage 2 (the GAN fine-tune) refuses to start without stage 1's export, naming the config
+    key; after stage 1 (L1, no discriminator) it starts from that export: with D warming up for
+    the whole short run, G's export is stage 1's, tensor for tensor."""
+    from safetensors.torch import load_file
+
+    from restorekit.data.sample import make_sample_dataset
+
+    make_sample_dataset(tmp_path / "datasets" / "sample")
+    monkeypatch.chdir(tmp_path)
+    short = [
+        "train.total_iter=2",
+        "logger.save_checkpoint_freq=2",
+        "logger.progress_bar=false",
+        "logger.tensorboard=false",
+        "data.train.batch_size=2",
+        "data.train.num_workers=0",
+        "data.val={}",
+        "val.baseline=null",
+    ]
+    stage2 = ["train", "-c", str(CONFIGS / "swinir_real_x4_toy.yml"), *short, "train.net_d_init_iters=2"]
+    assert main(stage2) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    stage1 = "experiments/swinir_real_x4_psnr_toy/model.safetensors"
+    assert err == [f"error: pretrained: {stage1}: weights file not found"]
+    assert not Path("experiments/swinir_real_x4_toy").exists()
+    assert main(["train", "-c", str(CONFIGS / "swinir_real_x4_psnr_toy.yml"), *short]) == 0
+    first = load_file(stage1)
+    state = torch.load(
+        "experiments/swinir_real_x4_psnr_toy/checkpoints/iter_2/training_state.pt", weights_only=True
+    )
+    assert set(state["task"]["optimizers"]) == {"g"}  # no discriminator in the PSNR stage
+    assert main(stage2) == 0
+    second = load_file("experiments/swinir_real_x4_toy/model.safetensors")
+    assert second.keys() == first.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    assert Path("experiments/swinir_real_x4_toy/checkpoints/iter_2/net_d.safetensors").is_file()
