@@ -143,15 +143,17 @@ class _Writer:
         self.audio_mode: str | None = None
         self.pending: list[Any] = []  # audio packets that came before the first video frame
         self.size: tuple[int, int] | None = None
+        self.encoded_size: tuple[int, int] | None = None
         self.frames = 0
         self.last_pts: int | None = None
 
     def _open(self, h: int, w: int) -> None:
         self.size = (w, h)
+        self.encoded_size = (w + w % 2, h + h % 2)  # 4:2:0 needs even sides (see video())
         vout = self.out.add_stream(
             self.codec_name, rate=self.rate, options=_CODEC_OPTIONS.get(self.codec_name, {})
         )
-        vout.width, vout.height = w + w % 2, h + h % 2
+        vout.width, vout.height = self.encoded_size
         vout.pix_fmt = "yuv420p"
         vout.time_base = self.tb
         vout.codec_context.time_base = self.tb
@@ -321,13 +323,12 @@ def restore_video(
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise
-    assert writer.size is not None
-    w, h = writer.size
+    assert writer.size is not None and writer.encoded_size is not None
     info = {
         "input": str(src), "output": str(dst), "frames": writer.frames, "fps": float(writer.rate),
-        "size": [w + w % 2, h + h % 2], "codec": writer.codec_name, "audio": writer.audio_mode,
+        "size": list(writer.encoded_size), "codec": writer.codec_name, "audio": writer.audio_mode,
         "seconds": round(time.perf_counter() - t0, 3),
     }  # fmt: skip
-    if w % 2 or h % 2:  # the file holds the padded frames: say so, and what was restored
-        info["processed_size"] = [w, h]
+    if writer.encoded_size != writer.size:  # the file holds padded frames: say what was restored
+        info["processed_size"] = list(writer.size)
     return info
